@@ -1,0 +1,43 @@
+# ratehound: the index of what a developer can do. `make help` lists the targets.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+EVAL ?= ../shared/eval
+export PYTHONDONTWRITEBYTECODE=1
+
+.PHONY: help install demo test test-fast lint bench eval soak clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install ratehound with its dev tools
+
+demo: $(STAMP)  ## run broker + worker + simulated attack traffic; watch decisions live (Ctrl-C stops all)
+	$(BIN)/ratehound demo
+
+test: $(STAMP)  ## the whole test suite: unit, doctests, integration (real broker, Redis, promtool)
+	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)  ## unit tests and doctests only
+	$(BIN)/python -m pytest -q -m 'not integration and not slow'
+
+lint: $(STAMP)  ## ruff lint + format check, mypy on detectors/
+	$(BIN)/ruff check stream detectors traffic tests
+	$(BIN)/mypy detectors
+
+eval: $(STAMP)  ## detection quality table: replay + scorer on the dev hour and simulated scenarios
+	$(BIN)/python -m stream.evaluate --eval-dir $(EVAL)
+
+bench: $(STAMP)  ## throughput, latency, memory and recovery benchmark through the real broker
+	$(BIN)/python -m stream.bench
+
+clean:  ## remove the virtualenv, caches and generated files
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .mypy_cache out
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,166 @@
+"""Per-network statistics (IPv4 /24, IPv6 /48, ASN) and the fan-out of awakened keys.
+
+Compromised keys look like many old, quiet accounts that wake up together on
+one datacenter network, each at about a request a second. No single account is
+remarkable; the network is: several awakened, busy accounts at once, where a
+corporate NAT has hundreds of people at human pace and a batch job is alone.
+The network's request rate, distinct accounts, young share and token ratio are
+kept as evidence and for the network's own baseline.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import zlib
+
+from detectors.config import NetworkConfig
+from detectors.rates import LN2
+
+_K_MIN = LN2 / 60.0
+_K_HOUR = LN2 / 3600.0
+
+
+class NetworkKeys:
+    """The network of an address in CIDR form, cached.
+
+    >>> k = NetworkKeys()
+    >>> k.network_of("203.0.113.7"), k.network_of("2001:db8:42:1::9")
+    ('203.0.113.0/24', '2001:db8:42::/48')
+    """
+
+    def __init__(self, ipv4_prefix: int = 24, ipv6_prefix: int = 48, cache_size: int = 500_000):
+        self.v4 = ipv4_prefix
+        self.v6 = ipv6_prefix
+        self._cache: dict[str, tuple[str, int]] = {}
+        self._cache_size = cache_size
+
+    def network_of(self, ip: str) -> str:
+        return self.lookup(ip)[0]
+
+    def lookup(self, ip: str) -> tuple[str, int]:
+        """The network and a stable 32-bit id of it (the same in every process)."""
+        hit = self._cache.get(ip)
+        if hit is None:
+            if ":" not in ip and self.v4 == 24:
+                net = ip[: ip.rfind(".")] + ".0/24"
+            else:
+                prefix = self.v6 if ":" in ip else self.v4
+                net = str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
+            if len(self._cache) >= self._cache_size:
+                self._cache.clear()
+            hit = self._cache[ip] = (net, zlib.crc32(net.encode()))
+        return hit
+
+
+class NetworkState:
+    """Recent activity of one network: decayed rates, awakened accounts, flagged share."""
+
+    __slots__ = ("last_ts", "c_min", "c_flagged", "c_hour", "young_hour", "out_tok", "in_tok", "awakened",
+                 "accounts", "flagged_until")
+
+    def __init__(self, ts: float):
+        self.last_ts = ts
+        self.c_min = self.c_flagged = self.c_hour = self.young_hour = 0.0
+        self.out_tok = self.in_tok = 0.0
+        self.awakened: dict[str, float] = {}
+        self.accounts: dict[str, float] = {}
+        self.flagged_until = 0.0
+
+    def update(self, ts: float, account: str, young: bool, flagged: bool, out_tok: int, in_tok: int,
+               max_accounts: int) -> None:
+        dt = ts - self.last_ts
+        if dt > 0.0:
+            f_min = math.exp(-dt * _K_MIN)
+            f_hour = math.exp(-dt * _K_HOUR)
+            self.c_min *= f_min
+            self.c_flagged *= f_min
+            self.c_hour *= f_hour
+            self.young_hour *= f_hour
+            self.out_tok *= f_hour
+            self.in_tok *= f_hour
+            self.last_ts = ts
+        self.c_min += 1.0
+        self.c_hour += 1.0
+        if flagged:
+            self.c_flagged += 1.0
+        if young:
+            self.young_hour += 1.0
+        self.out_tok += out_tok
+        self.in_tok += in_tok
+        if account in self.accounts or len(self.accounts) < max_accounts:
+            self.accounts[account] = ts
+
+    def awakened_count(self, now: float, window_s: float) -> int:
+        horizon = now - window_s
+        stale = [a for a, t in self.awakened.items() if t < horizon]
+        for a in stale:
+            del self.awakened[a]
+        return len(self.awakened)
+
+    def flagged_share(self) -> float:
+        return self.c_flagged / self.c_min if self.c_min > 0 else 0.0
+
+    def evidence(self, now: float, window_s: float) -> dict[str, float]:
+        horizon = now - window_s
+        return {
+            "network_rps": round(self.c_min * _K_MIN, 3),
+            "network_accounts": sum(1 for t in self.accounts.values() if t >= horizon),
+            "network_awakened_accounts": len(self.awakened),
+            "network_flagged_share": round(self.flagged_share(), 3),
+            "network_young_share": round(self.young_hour / self.c_hour, 3) if self.c_hour else 0.0,
+            "network_token_ratio": round(self.out_tok / (self.in_tok + 50.0), 3),
+        }
+
+
+class NetworkTracker:
+    """All network states with idle expiry and a cap.
+
+    >>> from detectors.config import NetworkConfig
+    >>> t = NetworkTracker(NetworkConfig(min_accounts=2))
+    >>> s = t.observe("198.51.100.0/24", "a", ts=0.0, young=False, flagged=False, out_tok=0, in_tok=0)
+    >>> t.mark_awakened(s, "a", 0.0), t.mark_awakened(s, "b", 1.0)
+    (1, 2)
+    """
+
+    def __init__(self, cfg: NetworkConfig, max_accounts_per_network: int = 256):
+        self.cfg = cfg
+        self.networks: dict[str, NetworkState] = {}
+        self.max_accounts_per_network = max_accounts_per_network
+        self.evicted = 0
+
+    def __len__(self) -> int:
+        return len(self.networks)
+
+    def observe(self, net: str, account: str, ts: float, young: bool, flagged: bool, out_tok: int,
+                in_tok: int) -> NetworkState:
+        s = self.networks.get(net)
+        if s is None:
+            if len(self.networks) >= self.cfg.max_networks:
+                self._evict()
+            s = self.networks[net] = NetworkState(ts)
+        s.update(ts, account, young, flagged, out_tok, in_tok, self.max_accounts_per_network)
+        return s
+
+    def mark_awakened(self, s: NetworkState, account: str, ts: float) -> int:
+        """Record an awakened busy account on this network; returns how many are within the window."""
+        if account in s.awakened or len(s.awakened) < self.max_accounts_per_network:
+            s.awakened[account] = ts
+        return s.awakened_count(ts, self.cfg.window_s)
+
+    def expire(self, now: float) -> int:
+        horizon = now - 2 * 3600.0
+        stale = [k for k, s in self.networks.items() if s.last_ts < horizon and s.flagged_until < now]
+        for k in stale:
+            del self.networks[k]
+        for s in self.networks.values():
+            if len(s.accounts) > 16:
+                cutoff = now - self.cfg.window_s
+                s.accounts = {a: t for a, t in s.accounts.items() if t >= cutoff}
+        return len(stale)
+
+    def _evict(self) -> None:
+        n = max(1, len(self.networks) // 10)
+        for k in list(self.networks)[:n]:
+            del self.networks[k]
+        self.evicted += n

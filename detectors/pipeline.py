@@ -1,0 +1,286 @@
+"""The detector: events in, decisions out; the one function replay and the workers share.
+
+Two stages, because their state is keyed differently:
+
+- ``AccountStage`` (partitioned by account): event time, duplicates, lateness,
+  per-account statistics and the account rules (burst, proxy harvester,
+  population outlier). It hands each event on as an ``Observation`` that
+  carries the account's features.
+- ``GroupStage`` (partitioned by group key): per-network and per-ASN
+  statistics, awakened-key fan-out, and clusters of young accounts. ``owns``
+  says which group keys this instance holds, so a worker that owns some
+  partitions evaluates just its share and the union is the single-process answer.
+
+``Detector`` chains both in one process (replay, tests, a one-worker setup).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import msgspec
+
+from detectors.accounts import AccountTracker
+from detectors.clusters import ClusterTracker, cluster_keys
+from detectors.config import DetectorConfig
+from detectors.dedupe import RecentIds
+from detectors.events import Event, Reject, encode_event
+from detectors.network import NetworkKeys, NetworkTracker
+from detectors.policy import Decision, Policy
+from detectors.population import PopulationModel, features
+
+
+class Observation(msgspec.Struct, array_like=True, gc=False):
+    """One valid event as the group stage needs it: who, where, and the account's features."""
+
+    ts: float
+    account: str
+    net: str
+    net_id: int
+    asn: int | None
+    young: bool
+    harvest: bool
+    awakened_rps: float  # the 10 s rate of an account that just woke up, else 0
+    out_tok: int
+    in_tok: int
+    created: float | None
+    user_agent: str | None
+    prompt_fp: str | None
+    payment_fp: str | None
+    harvest_ratio: float
+
+
+def asn_key(asn: int) -> str:
+    return f"AS{asn}"
+
+
+class AccountStage:
+    """Per-account statistics and rules over events keyed by account."""
+
+    def __init__(self, cfg: DetectorConfig, policy: Policy):
+        self.cfg = cfg
+        self.policy = policy
+        self.accounts = AccountTracker(cfg.account)
+        self.netkeys = NetworkKeys(cfg.network.ipv4_prefix, cfg.network.ipv6_prefix)
+        self.recent = RecentIds()
+        self.population = PopulationModel(cfg.population) if cfg.population.enabled else None
+        self.start_ts: float | None = None  # when this detector began watching (event time)
+        self.now = -math.inf  # detector event time: the latest accepted ts
+        self.duplicates = 0
+        self._next_expiry = -math.inf
+
+    def process(self, events: Iterable[Event]) -> tuple[list[Observation], list[Decision], list[Reject]]:
+        obs: list[Observation] = []
+        decisions: list[Decision] = []
+        rejects: list[Reject] = []
+        acfg = self.cfg.account
+        pcfg = self.cfg.proxy
+        ncfg = self.cfg.network
+        lateness = self.cfg.event_time.max_lateness_s
+        young_age, old_age = acfg.young_age_s, acfg.old_age_s
+        decide = self.policy.decide
+        for ev in events:
+            ts = ev.ts
+            if ts < self.now - lateness:
+                rejects.append(Reject("late", f"ts={ts} is {self.now - ts:.0f}s behind detector time",
+                                      encode_event(ev)))
+                continue
+            if self.recent.seen(ev.event_id):
+                self.duplicates += 1
+                continue
+            if self.start_ts is None:
+                self.start_ts = ts
+            if ts > self.now:
+                self.now = ts
+                if ts >= self._next_expiry:
+                    self._expire(ts)
+            acct = ev.account_id
+            net, net_id = self.netkeys.lookup(ev.ip)
+            created = ev.account_created_ts
+            s = self.accounts.get_or_create(acct, ts, created)
+            out_tok = ev.output_tokens or 0
+            in_tok = ev.input_tokens or 0
+            s.update(ts, net_id, out_tok, in_tok, learn=ts >= s.flagged_until)
+            age = s.age(ts)
+            young = age < young_age
+            harvest_ratio = s.harvest_ratio()
+
+            # A burst: a rate far above the account's own baseline, once that baseline is credible.
+            # Two windows: 2 s catches a steep jump at once, 10 s a sustained one that noise never fakes.
+            rs = s.rate_short()
+            r10 = s.rate_10()
+            if rs >= acfg.burst_fast_rps or r10 >= acfg.burst_min_rps:
+                observed = ts - max(self.start_ts, s.created if s.created == s.created else self.start_ts)
+                if observed >= acfg.burst_min_observed_s:
+                    base = max(acfg.burst_baseline_floor_rps, s.baseline(observed))
+                    rate_now = max(rs if rs >= acfg.burst_fast_rps else 0.0, r10)
+                    ratio = rate_now / base
+                    if ratio >= acfg.burst_ratio:
+                        rule = ("account_burst_extreme" if ratio >= acfg.burst_block_ratio
+                                and rate_now >= acfg.burst_fast_rps else "account_burst")
+                        d = decide("account", acct, rule, ts, min(1.0, ratio / (2 * acfg.burst_block_ratio)),
+                                   {"rate_rps": round(rate_now, 2), "baseline_rps": round(base, 3),
+                                    "ratio": round(ratio, 1), "observed_s": round(observed)})
+                        self._flag(s, rule, ts)
+                        if d is not None:
+                            decisions.append(d)
+
+            # A young account harvesting long answers through rotating exits (proxy), no fingerprint needed.
+            if (young and s.n >= pcfg.min_events and harvest_ratio >= acfg.harvest_ratio
+                    and s.distinct_networks() >= pcfg.min_networks and s.switch_share() >= pcfg.min_switch_share):
+                d = decide("account", acct, "proxy_harvester", ts, min(1.0, harvest_ratio / 5),
+                           {"harvest_ratio": round(harvest_ratio, 2), "networks": s.distinct_networks(),
+                            "switch_share": round(s.switch_share(), 2), "age_s": round(age),
+                            "events": s.n})
+                self._flag(s, "proxy_harvester", ts)
+                if d is not None:
+                    decisions.append(d)
+
+            if self.population is not None and ts - s.scored_ts >= self.cfg.population.score_every_s and s.n >= 3:
+                s.scored_ts = ts
+                x = features(rs, s.rate_mid(), s.baseline(ts - self.start_ts), harvest_ratio, s.switch_share(),
+                             s.timing_cv(), age)
+                score = self.population.score_one(x)
+                self.population.learn_one(x)
+                if score >= self.cfg.population.review_score:
+                    d = decide("account", acct, "population_outlier", ts, score,
+                               {k: round(v, 3) for k, v in x.items()})
+                    if d is not None:
+                        decisions.append(d)
+
+            # Awakened: an old account first seen long after watching began, now busy.
+            awakened_rps = 0.0
+            if age >= old_age and s.first_ts - self.start_ts >= ncfg.awakened_quiet_s:
+                if r10 >= ncfg.awakened_min_rps:
+                    awakened_rps = r10
+            obs.append(Observation(
+                ts, acct, net, net_id, ev.asn, young, harvest_ratio >= acfg.harvest_ratio, awakened_rps,
+                out_tok, in_tok, created, ev.user_agent, ev.prompt_fp, ev.payment_fp, harvest_ratio,
+            ))
+        return obs, decisions, rejects
+
+    def _flag(self, s: Any, rule: str, ts: float) -> None:
+        rc = self.cfg.policy.rules.get(rule)
+        if rc is not None and not rc.shadow:
+            s.flagged_until = max(s.flagged_until, ts + rc.ttl_s)
+
+    def _expire(self, now: float) -> None:
+        self.accounts.expire(now)
+        self.policy.expire(now)
+        self._next_expiry = now + 60.0
+
+
+class GroupStage:
+    """Per-network, per-ASN and per-cluster statistics and rules over observations."""
+
+    def __init__(self, cfg: DetectorConfig, policy: Policy, owns: Callable[[str], bool] | None = None):
+        self.cfg = cfg
+        self.policy = policy
+        self.owns = owns
+        self.networks = NetworkTracker(cfg.network)
+        self.clusters = ClusterTracker(cfg.cluster)
+        self.now = -math.inf
+        self._next_expiry = -math.inf
+
+    def keys_of(self, o: Observation) -> list[str]:
+        """Every group key an observation updates (for partitioning and for ``owns``)."""
+        keys = [o.net]
+        if o.asn is not None:
+            keys.append(asn_key(o.asn))
+        if o.young:
+            keys.extend(cluster_keys(o.prompt_fp, o.payment_fp, o.user_agent, o.created, self.cfg.cluster))
+        return keys
+
+    def process(self, observations: Iterable[Observation]) -> list[Decision]:
+        decisions: list[Decision] = []
+        ncfg = self.cfg.network
+        ccfg = self.cfg.cluster
+        owns = self.owns
+        decide = self.policy.decide
+        for o in observations:
+            ts = o.ts
+            if ts > self.now:
+                self.now = ts
+                if ts >= self._next_expiry:
+                    self._expire(ts)
+            if owns is None or owns(o.net):
+                ns = self.networks.observe(o.net, o.account, ts, o.young, o.awakened_rps > 0, o.out_tok, o.in_tok)
+                if o.awakened_rps > 0:
+                    n = self.networks.mark_awakened(ns, o.account, ts)
+                    if n >= ncfg.min_accounts:
+                        ev = ns.evidence(ts, ncfg.window_s)
+                        ev["account_rps"] = round(o.awakened_rps, 2)
+                        d = decide("account", o.account, "network_fanout", ts, min(1.0, n / (4 * ncfg.min_accounts)),
+                                   ev)
+                        if d is not None:
+                            decisions.append(d)
+                        if n >= ncfg.takeover_min_accounts and ns.flagged_share() >= ncfg.takeover_share:
+                            ns.flagged_until = ts + 900.0
+                            d = decide("network", o.net, "network_takeover", ts, ns.flagged_share(), ev)
+                            if d is not None:
+                                decisions.append(d)
+            if o.asn is not None:
+                ak = asn_key(o.asn)
+                if owns is None or owns(ak):
+                    self.networks.observe(ak, o.account, ts, o.young, False, o.out_tok, o.in_tok)
+            if not o.young:
+                continue
+            for key in cluster_keys(o.prompt_fp, o.payment_fp, o.user_agent, o.created, ccfg):
+                if owns is not None and not owns(key):
+                    continue
+                c = self.clusters.observe(key, o.account, ts, o.net_id, o.harvest)
+                if not c.flagged:
+                    continue
+                signup = key.startswith("signup:")
+                if signup:
+                    strong = (c.members_n >= ccfg.signup_min_accounts and o.harvest
+                              and c.harvest_share >= ccfg.signup_min_harvest_share)
+                    rule = "signup_cluster" if strong else None
+                else:
+                    strong = o.harvest and c.harvest_share >= ccfg.min_harvest_share
+                    rule = "campaign_cluster" if strong else "cluster_review"
+                if rule is None:
+                    continue
+                ev = c.evidence()
+                ev["cluster"] = key.split(":", 1)[0]
+                ev["harvest_ratio"] = round(o.harvest_ratio, 2)
+                d = decide("account", o.account, rule, ts, min(1.0, c.members_n / (4 * ccfg.min_accounts)), ev)
+                if d is not None:
+                    decisions.append(d)
+                if strong:
+                    break
+        return decisions
+
+    def _expire(self, now: float) -> None:
+        self.networks.expire(now)
+        self.clusters.expire(now)
+        self.policy.expire(now)
+        self._next_expiry = now + 60.0
+
+
+class Detector:
+    """Both stages in one process: ``process(events)`` returns decisions and rejections.
+
+    >>> from detectors.config import DetectorConfig
+    >>> det = Detector(DetectorConfig())
+    >>> evs = [Event(event_id=f"e{i}", ts=1000.0 + i / 20, account_id="old", ip="198.51.100.7",
+    ...              account_created_ts=0.0) for i in range(200)]
+    >>> quiet = [Event(event_id="q", ts=0.0 + 1.0, account_id="other", ip="192.0.2.1")]
+    >>> decisions, rejects = det.process(quiet + evs)
+    >>> [(d.scope, d.key, d.action, d.reason) for d in decisions]
+    [('account', 'old', 'throttle', 'account_burst')]
+    """
+
+    def __init__(self, cfg: DetectorConfig):
+        self.cfg = cfg
+        self.policy = Policy(cfg.policy, version=cfg.version)
+        self.accounts = AccountStage(cfg, self.policy)
+        self.groups = GroupStage(cfg, self.policy)
+
+    def process(self, events: Iterable[Event]) -> tuple[list[Decision], list[Reject]]:
+        obs, decisions, rejects = self.accounts.process(events)
+        decisions.extend(self.groups.process(obs))
+        decisions.sort(key=lambda d: d.ts)
+        return decisions, rejects

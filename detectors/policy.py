@@ -1,0 +1,128 @@
+"""The policy: turns rule findings into decisions of the contract's form.
+
+A finding says which rule fired on which (scope, key), with a score and the
+evidence. The policy maps the rule to its configured action and TTL, honours
+allowlists and shadow mode, and remembers what is in force so the same decision
+is not re-emitted on every event: only when nothing is in force, when the new
+one is stronger, or when the one in force is about to expire. Decision ids are
+stable (scope, key, rule and a TTL-sized window of event time) and expiries are
+absolute event times, so reprocessing an event never extends a block.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import msgspec
+
+from detectors.config import PolicyConfig
+
+ENFORCING = ("throttle", "block")
+_STRENGTH = {"allow": 0, "review": 1, "throttle": 2, "block": 3}
+
+
+class Decision(msgspec.Struct, omit_defaults=True, gc=False):
+    """One decision (contract fields first, then ratehound's own optional ones)."""
+
+    ts: float
+    scope: str
+    key: str
+    action: str
+    ttl_s: float
+    reason: str
+    score: float
+    evidence: dict[str, Any]
+    limit_rps: float | None = None
+    id: str = ""
+    expires_at: float = 0.0
+    config_version: str = ""
+    shadow: bool = False
+
+
+def decision_id(scope: str, key: str, rule: str, window: int) -> str:
+    """Stable id: the same finding in the same window always gets the same id.
+
+    >>> decision_id("account", "a1", "account_burst", 7) == decision_id("account", "a1", "account_burst", 7)
+    True
+    """
+    h = hashlib.blake2b(f"{scope}\x00{key}\x00{rule}\x00{window}".encode(), digest_size=10)
+    return h.hexdigest()
+
+
+class Policy:
+    """Rule findings in, deduplicated decisions out.
+
+    >>> from detectors.config import PolicyConfig
+    >>> p = Policy(PolicyConfig(), version="v1")
+    >>> d = p.decide("account", "a1", "campaign_cluster", ts=100.0, score=0.9, evidence={})
+    >>> d.action, d.ttl_s, d.expires_at
+    ('block', 3600.0, 3700.0)
+    >>> p.decide("account", "a1", "campaign_cluster", ts=101.0, score=0.9, evidence={}) is None
+    True
+    >>> p = Policy(PolicyConfig(allow_accounts=frozenset({"ok"})), version="v1")
+    >>> p.decide("account", "ok", "campaign_cluster", ts=1.0, score=1.0, evidence={}) is None
+    True
+    """
+
+    def __init__(self, cfg: PolicyConfig, version: str = "default"):
+        self.cfg = cfg
+        self.version = version
+        # (scope, key) -> (strength, expires_at); bounded by expire()
+        self.active: dict[tuple[str, str], tuple[int, float]] = {}
+
+    def allowlisted(self, scope: str, key: str) -> bool:
+        if scope == "account":
+            return key in self.cfg.allow_accounts
+        if scope == "network":
+            return key in self.cfg.allow_networks
+        if scope == "asn":
+            return key.isdigit() and int(key) in self.cfg.allow_asns
+        return False
+
+    def decide(self, scope: str, key: str, rule: str, ts: float, score: float,
+               evidence: dict[str, Any]) -> Decision | None:
+        """The decision to publish for this finding, or None when nothing new is to be said."""
+        rc = self.cfg.rules.get(rule)
+        if rc is None or self.allowlisted(scope, key):
+            return None
+        action = "review" if rc.shadow else rc.action
+        strength = _STRENGTH[action]
+        cur = self.active.get((scope, key))
+        if cur is not None:
+            cur_strength, cur_until = cur
+            remaining = cur_until - ts
+            if remaining > 0 and (
+                strength < cur_strength
+                or (strength == cur_strength and remaining > rc.ttl_s * self.cfg.refresh_before_expiry_share)
+            ):
+                return None
+        expires = ts + rc.ttl_s
+        self.active[(scope, key)] = (strength, expires)
+        return Decision(
+            ts=ts, scope=scope, key=key, action=action, ttl_s=rc.ttl_s, reason=rule, score=round(score, 4),
+            evidence=evidence, limit_rps=rc.limit_rps if action == "throttle" else None,
+            id=decision_id(scope, key, rule, int(ts // rc.ttl_s)), expires_at=expires,
+            config_version=self.version, shadow=rc.shadow,
+        )
+
+    def allow(self, scope: str, key: str, ts: float, ttl_s: float, reason: str) -> Decision:
+        """Lift whatever is in force on a key (a manual override)."""
+        self.active.pop((scope, key), None)
+        return Decision(ts=ts, scope=scope, key=key, action="allow", ttl_s=ttl_s, reason=reason, score=0.0,
+                        evidence={}, id=decision_id(scope, key, "allow", int(ts)), expires_at=ts + ttl_s,
+                        config_version=self.version)
+
+    def in_force(self, scope: str, key: str, ts: float) -> bool:
+        cur = self.active.get((scope, key))
+        return cur is not None and cur[0] >= _STRENGTH["throttle"] and cur[1] > ts
+
+    def expire(self, now: float) -> int:
+        stale = [k for k, (_, until) in self.active.items() if until < now]
+        for k in stale:
+            del self.active[k]
+        return len(stale)
+
+
+def encode_decision(d: Decision) -> bytes:
+    return msgspec.json.encode(d)
