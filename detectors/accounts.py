@@ -10,6 +10,7 @@ table is capped, so memory is bounded under any number of keys.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from detectors.config import AccountConfig
 from detectors.rates import LN2
@@ -129,11 +130,16 @@ class AccountTracker:
     (1, 0)
     """
 
-    def __init__(self, cfg: AccountConfig):
+    def __init__(self, cfg: AccountConfig, loader: Callable[[str], AccountState | None] | None = None):
         self.cfg = cfg
         self.states: dict[str, AccountState] = {}
         self.evicted = 0
         self.expired = 0
+        # A snapshot store may hand back state this process never saw (after a restart or rebalance).
+        self.loader = loader
+        self.track_dirty = False
+        self.dirty: set[str] = set()
+        self.removed: list[str] = []
 
     def __len__(self) -> int:
         return len(self.states)
@@ -143,9 +149,14 @@ class AccountTracker:
         if s is None:
             if len(self.states) >= self.cfg.max_accounts:
                 self._evict()
-            s = self.states[account] = AccountState(ts, created)
+            s = self.loader(account) if self.loader is not None else None
+            if s is None:
+                s = AccountState(ts, created)
+            self.states[account] = s
         elif created is not None and s.created != s.created:
             s.created = created
+        if self.track_dirty:
+            self.dirty.add(account)
         return s
 
     def expire(self, now: float) -> int:
@@ -154,6 +165,8 @@ class AccountTracker:
         stale = [k for k, s in self.states.items() if s.last_ts < horizon and s.flagged_until < now]
         for k in stale:
             del self.states[k]
+        if self.track_dirty:
+            self.removed.extend(stale)
         self.expired += len(stale)
         return len(stale)
 

@@ -24,7 +24,7 @@ import msgspec
 
 from detectors.accounts import AccountTracker
 from detectors.clusters import ClusterTracker, cluster_keys
-from detectors.config import DetectorConfig
+from detectors.config import ClusterConfig, DetectorConfig
 from detectors.dedupe import RecentIds
 from detectors.events import Event, Reject, encode_event
 from detectors.network import NetworkKeys, NetworkTracker
@@ -54,6 +54,16 @@ class Observation(msgspec.Struct, array_like=True, gc=False):
 
 def asn_key(asn: int) -> str:
     return f"AS{asn}"
+
+
+def group_keys(o: Observation, ccfg: ClusterConfig) -> list[str]:
+    """Every group key an observation updates: its network, its ASN, and (young accounts) its clusters."""
+    keys = [o.net]
+    if o.asn is not None:
+        keys.append(asn_key(o.asn))
+    if o.young:
+        keys.extend(cluster_keys(o.prompt_fp, o.payment_fp, o.user_agent, o.created, ccfg))
+    return keys
 
 
 class AccountStage:
@@ -184,15 +194,6 @@ class GroupStage:
         self.now = -math.inf
         self._next_expiry = -math.inf
 
-    def keys_of(self, o: Observation) -> list[str]:
-        """Every group key an observation updates (for partitioning and for ``owns``)."""
-        keys = [o.net]
-        if o.asn is not None:
-            keys.append(asn_key(o.asn))
-        if o.young:
-            keys.extend(cluster_keys(o.prompt_fp, o.payment_fp, o.user_agent, o.created, self.cfg.cluster))
-        return keys
-
     def process(self, observations: Iterable[Observation]) -> list[Decision]:
         decisions: list[Decision] = []
         ncfg = self.cfg.network
@@ -263,7 +264,7 @@ class GroupStage:
 class Detector:
     """Both stages in one process: ``process(events)`` returns decisions and rejections.
 
-    >>> from detectors.config import DetectorConfig
+    >>> from detectors.config import ClusterConfig, DetectorConfig
     >>> det = Detector(DetectorConfig())
     >>> evs = [Event(event_id=f"e{i}", ts=1000.0 + i / 20, account_id="old", ip="198.51.100.7",
     ...              account_created_ts=0.0) for i in range(200)]

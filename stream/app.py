@@ -1,0 +1,250 @@
+"""The Faust app: topics, tables and the three agents, wired to detectors/ and the sinks.
+
+    requests (any key, objects or arrays)
+      -> ingest: decode, validate, DLQ the bad ones, re-key by account
+    requests.by_account (partitioned by account)
+      -> accounts: AccountStage per partition, account decisions, observations
+    requests.by_group (an observation goes to every partition owning one of its group keys)
+      -> groups: GroupStage per partition (networks, ASNs, clusters), group decisions
+    decisions -> Redis, the decisions topic, Prometheus
+
+Every batch is handled inside try/except: Faust acks a message whose agent raised
+and restarts the agent, which would skip it silently, so a failure sends the
+batch's events to the DLQ with reason ``processing_error`` instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from typing import Any
+
+import faust
+from prometheus_client import generate_latest
+
+from detectors.config import DetectorConfig
+from detectors.events import EventDecoder, Reject
+from detectors.pipeline import Observation, group_keys
+from detectors.policy import Decision, encode_decision
+from stream import metrics
+from stream.records import (
+    dead_letters,
+    decode_events,
+    decode_observations,
+    encode_events,
+    encode_observations,
+    partition_of,
+)
+from stream.settings import Settings
+from stream.sinks.redis import RedisDecisionSink
+from stream.state import AccountPartitions, GroupPartitions
+
+log = logging.getLogger(__name__)
+
+
+class Worker:
+    """Everything one worker process holds: the Faust app, detector stages and sinks."""
+
+    def __init__(self, settings: Settings, cfg: DetectorConfig):
+        self.settings = settings
+        self.cfg = cfg
+        n = settings.partitions
+        self.app = faust.App(
+            settings.app_id,
+            broker=settings.broker_url,
+            store="memory://",
+            datadir=settings.data_dir,
+            web_host=settings.web_host,
+            web_port=settings.web_port,
+            topic_partitions=n,
+            topic_replication_factor=1,
+            table_standby_replicas=0,
+            producer_acks=-1,
+            broker_commit_every=1000,
+            stream_buffer_maxsize=max(4096, settings.batch_size * 2),
+            consumer_auto_offset_reset="earliest",
+        )
+        app = self.app
+        t = settings.topics
+        self.requests = app.topic(t.requests, value_serializer="raw", key_serializer="raw", partitions=None,
+                                  internal=False)
+        self.dlq = app.topic(t.dlq, value_serializer="raw", key_serializer="raw", partitions=n, internal=True)
+        self.by_account = app.topic(t.by_account, value_serializer="raw", key_serializer="raw", partitions=n,
+                                    internal=True)
+        self.by_group = app.topic(t.by_group, value_serializer="raw", key_serializer="raw", partitions=n,
+                                  internal=True)
+        self.decisions_topic = app.topic(t.decisions, value_serializer="raw", key_serializer="raw",
+                                         partitions=n, internal=True)
+        self.account_table = app.Table("account_state", partitions=n, key_type=bytes, value_type=bytes)
+        self.decoder = EventDecoder(max_future_s=cfg.event_time.max_future_s)
+        self.accounts = AccountPartitions(cfg, table=self.account_table)
+        self.groups = GroupPartitions(cfg, n)
+        self.redis = RedisDecisionSink(settings.redis_url, prefix=settings.redis_prefix)
+        metrics.CONFIG.labels(cfg.version).set(1)
+        self._wire()
+
+    # -- wiring -------------------------------------------------------------------------------------------
+
+    def _wire(self) -> None:
+        app, s = self.app, self.settings
+        batch, within = s.batch_size, s.batch_within_s
+
+        @app.agent(self.requests, name="ingest")
+        async def ingest(stream: Any) -> None:
+            async for events in stream.take_events(batch, within=within):
+                await self._guard(self._ingest, events)
+
+        @app.agent(self.by_account, name="accounts")
+        async def accounts(stream: Any) -> None:
+            async for events in stream.take_events(batch, within=within):
+                await self._guard(self._accounts, events)
+
+        @app.agent(self.by_group, name="groups")
+        async def groups(stream: Any) -> None:
+            async for events in stream.take_events(batch, within=within):
+                await self._guard(self._groups, events)
+
+        @app.timer(interval=s.snapshot_every_s)
+        async def snapshot() -> None:
+            table = self.account_table
+            n = self.accounts.snapshot(lambda p, k, v: self._table_put(table, p, k, v))
+            metrics.TRACKED.labels("account").set(sum(len(st.accounts) for st in self.accounts.stages.values()))
+            metrics.TRACKED.labels("network").set(sum(len(st.networks) for st in self.groups.stages.values()))
+            metrics.TRACKED.labels("cluster").set(sum(len(st.clusters) for st in self.groups.stages.values()))
+            if n:
+                log.debug("snapshot: %d accounts", n)
+
+        @app.timer(interval=5.0)
+        async def housekeeping() -> None:
+            await self.redis.flush()
+            await self.redis.heartbeat(self.cfg.version)
+            await self._update_lag()
+
+        @app.timer(interval=15.0)
+        async def reassert() -> None:
+            await self.redis.reassert()
+
+        @app.page("/metrics")
+        async def metrics_page(web: Any, request: Any) -> Any:
+            return web.bytes(generate_latest(metrics.REGISTRY), content_type="text/plain; version=0.0.4")
+
+        @app.page("/healthz")
+        async def healthz(web: Any, request: Any) -> Any:
+            return web.json({"redis": self.redis.healthy, "config_version": self.cfg.version,
+                             "partitions": sorted(self.accounts.stages)})
+
+        @app.on_partitions_revoked.connect
+        async def on_revoked(app_: Any, revoked: set, **kwargs: Any) -> None:
+            self.accounts.drop({tp.partition for tp in revoked if tp.topic == s.topics.by_account})
+            self.groups.drop({tp.partition for tp in revoked if tp.topic == s.topics.by_group})
+
+    # -- per-batch work -----------------------------------------------------------------------------------
+
+    async def _guard(self, handler: Any, events: list[Any]) -> None:
+        """Run one batch; on any failure its input goes to the DLQ instead of being silently skipped."""
+        try:
+            await handler(events)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the worker must outlive any bad batch
+            log.exception("batch of %d messages failed; sending it to the DLQ", len(events))
+            for ev in events:
+                msg = ev.message
+                raw = msg.value if isinstance(msg.value, bytes) else repr(msg.value).encode()
+                await self._send_dlq([Reject("processing_error", repr(exc)[:300], raw)], msg.topic,
+                                     msg.partition, msg.offset)
+
+    async def _ingest(self, events: list[Any]) -> None:
+        n = self.settings.partitions
+        now = time.time()
+        per_partition: dict[int, list] = defaultdict(list)
+        ok = bad = 0
+        for ev in events:
+            msg = ev.message
+            payload = msg.value if isinstance(msg.value, bytes) else b""
+            good, rejects = self.decoder.decode(payload, now=now)
+            if rejects:
+                bad += len(rejects)
+                await self._send_dlq(rejects, msg.topic, msg.partition, msg.offset)
+            for e in good:
+                per_partition[partition_of(e.account_id, n)].append(e)
+            ok += len(good)
+        for p, evs in per_partition.items():
+            await self.by_account.send(value=encode_events(evs), partition=p)
+        metrics.EVENTS.labels("rejected").inc(bad)
+        metrics.BATCH.observe(ok)
+
+    async def _accounts(self, events: list[Any]) -> None:
+        n = self.settings.partitions
+        by_part: dict[int, list] = defaultdict(list)
+        for ev in events:
+            by_part[ev.message.partition].extend(decode_events(ev.message.value))
+        routed: dict[int, list[Observation]] = defaultdict(list)
+        for p, evs in by_part.items():
+            stage = self.accounts.stage(p)
+            dup_before = stage.duplicates
+            obs, decisions, late = stage.process(evs)
+            metrics.EVENTS.labels("duplicate").inc(stage.duplicates - dup_before)
+            metrics.EVENTS.labels("processed").inc(len(obs))
+            if late:
+                metrics.EVENTS.labels("rejected").inc(len(late))
+                await self._send_dlq(late, self.settings.topics.by_account, p, -1)
+            await self._publish(decisions)
+            ccfg = self.cfg.cluster
+            for o in obs:
+                targets = {partition_of(k, n) for k in group_keys(o, ccfg)} if n > 1 else {0}
+                for tp in targets:
+                    routed[tp].append(o)
+            if stage.now > 0:
+                metrics.LAG_SECONDS.set(max(0.0, time.time() - stage.now))
+        for tp, obs_list in routed.items():
+            await self.by_group.send(value=encode_observations(obs_list), partition=tp)
+        metrics.HEARTBEAT.set(time.time())
+
+    async def _groups(self, events: list[Any]) -> None:
+        for ev in events:
+            stage = self.groups.stage(ev.message.partition)
+            await self._publish(stage.process(decode_observations(ev.message.value)))
+
+    # -- effects ------------------------------------------------------------------------------------------
+
+    async def _publish(self, decisions: list[Decision]) -> None:
+        if not decisions:
+            return
+        for d in decisions:
+            await self.decisions_topic.send(key=f"{d.scope}:{d.key}".encode(), value=encode_decision(d))
+            metrics.DECISIONS.labels(d.scope, d.action, d.reason).inc()
+        await self.redis.write(decisions)
+        for d in decisions:
+            metrics.LATENCY.observe(max(0.0, time.time() - d.ts))
+
+    async def _send_dlq(self, rejects: list[Reject], topic: str, partition: int, offset: int) -> None:
+        for r, body in zip(rejects, dead_letters(rejects, topic, partition, offset), strict=True):
+            await self.dlq.send(value=body)
+            metrics.DLQ.labels(r.reason).inc()
+
+    @staticmethod
+    def _table_put(table: Any, partition: int, key: str, value: bytes | None) -> None:
+        k = key.encode()
+        if value is None:
+            table.data.pop(k, None)
+        else:
+            table.data[k] = value
+        table.send_changelog(partition, k, value)
+
+    async def _update_lag(self) -> None:
+        consumer = self.app.consumer
+        lag: dict[str, int] = defaultdict(int)
+        try:
+            for tp in consumer.assignment():
+                hw = consumer.highwater(tp)
+                pos = await consumer.position(tp)
+                if hw is not None and pos is not None:
+                    lag[tp.topic] += max(0, hw - pos)
+        except Exception:  # noqa: BLE001 - lag is best effort during rebalances
+            return
+        for topic, v in lag.items():
+            metrics.LAG.labels(topic).set(v)
+

@@ -1,0 +1,167 @@
+"""The ``ratehound`` command: worker, simulate, replay, compare, broker, demo."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+
+from detectors.config import ConfigError, load_config
+
+
+def _config(path: str | None):
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        sys.exit(f"ratehound: bad config: {exc}")
+
+
+def cmd_worker(a: argparse.Namespace) -> None:
+    """Run a Faust worker until interrupted."""
+    import faust
+
+    from stream.app import Worker
+    from stream.settings import Settings
+    from stream.topics import ensure_topics
+
+    overrides = {k: v for k, v in (("KAFKA_BROKER", a.broker), ("REDIS_URL", a.redis),
+                                   ("RATEHOUND_WEB_PORT", a.web_port and str(a.web_port)),
+                                   ("RATEHOUND_PARTITIONS", a.partitions and str(a.partitions)),
+                                   ("RATEHOUND_CONFIG", a.config)) if v}
+    os.environ.update(overrides)
+    settings = Settings()
+    cfg = _config(settings.config_path)
+    ensure_topics(settings)
+    worker = Worker(settings, cfg)
+    faust.Worker(worker.app, loglevel=a.loglevel, quiet=True).execute_from_commandline()
+
+
+def cmd_simulate(a: argparse.Namespace) -> None:
+    """Write a labelled scenario to files, or produce it to Kafka in real time."""
+    import traffic
+    from traffic.files import write_events, write_labels
+
+    if a.list:
+        for name, desc in traffic.SCENARIOS.items():
+            print(f"{name:14} {desc}")
+        return
+    t0 = a.t0 if a.t0 is not None else (time.time() if a.kafka else 1790000000.0)
+    sim = traffic.generate(a.scenario, seed=a.seed, t0=t0, duration_s=a.duration, scale=a.scale)
+    if a.labels:
+        write_labels(sim.labels(), a.labels)
+    if a.out:
+        n = write_events(sim.events(), a.out)
+        print(f"wrote {n} events to {a.out}" + (f", labels to {a.labels}" if a.labels else ""), file=sys.stderr)
+    if a.kafka:
+        from stream.producer import produce_live
+        from stream.settings import Settings
+
+        settings = Settings(kafka_broker=a.broker or os.environ.get("KAFKA_BROKER", "127.0.0.1:9092"))
+        n = produce_live(sim.events(), settings, speed=a.speed, batch=a.batch, max_events=a.max_events)
+        print(f"produced {n} events", file=sys.stderr)
+
+
+def cmd_replay(a: argparse.Namespace) -> None:
+    """Run the detector over a recorded file; decisions as JSON Lines."""
+    from detectors.policy import encode_decision
+    from detectors.replay import ReplayStats, replay
+
+    cfg = _config(a.config)
+    stats = ReplayStats()
+    t = time.perf_counter()
+    out = sys.stdout.buffer if a.out == "-" else open(a.out, "wb")  # noqa: SIM115
+    try:
+        for d in replay(a.events, cfg, stats):
+            out.write(encode_decision(d) + b"\n")
+    finally:
+        if out is not sys.stdout.buffer:
+            out.close()
+    dt = time.perf_counter() - t
+    print(f"replayed {stats.events} events in {dt:.1f}s ({stats.events / max(dt, 1e-9):,.0f}/s): "
+          f"{stats.decisions} decisions, rejected {stats.rejects or 0}", file=sys.stderr)
+
+
+def cmd_broker(a: argparse.Namespace) -> None:
+    """Run the embedded Kafka-compatible broker (tansu) in the foreground."""
+    from stream.embedded import EmbeddedBroker
+
+    with EmbeddedBroker(port=a.port) as b:
+        print(f"embedded broker at {b.bootstrap} (memory only: a restart loses its log)")
+        print(f"export KAFKA_BROKER={b.url}", flush=True)
+        try:
+            while b.running:
+                time.sleep(1)
+        except KeyboardInterrupt:
+            pass
+
+
+def cmd_demo(a: argparse.Namespace) -> None:
+    """Broker, Redis, a worker and simulated traffic with attacks; decisions printed as they happen."""
+    from stream.demo import run_demo
+
+    run_demo(scenario=a.scenario, scale=a.scale, duration=a.duration, web_port=a.web_port, seed=a.seed)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ratehound", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    w = sub.add_parser("worker", help="run a Faust worker (requests -> decisions in Redis, Kafka, /metrics)",
+                       description=cmd_worker.__doc__)
+    w.add_argument("--broker", help="Kafka bootstrap, e.g. kafka://host:9092 (env KAFKA_BROKER)")
+    w.add_argument("--redis", help="Redis URL (env REDIS_URL, default redis://127.0.0.1:6379/0)")
+    w.add_argument("--config", help="thresholds YAML (env RATEHOUND_CONFIG)")
+    w.add_argument("--web-port", type=int, help="port of /metrics (env RATEHOUND_WEB_PORT, default 6066)")
+    w.add_argument("--partitions", type=int, help="partitions of ratehound's topics (env RATEHOUND_PARTITIONS)")
+    w.add_argument("--loglevel", default="warning")
+    w.set_defaults(func=cmd_worker)
+
+    s = sub.add_parser("simulate", help="labelled simulated traffic to files or to Kafka",
+                       description=cmd_simulate.__doc__)
+    s.add_argument("--scenario", default="mixed")
+    s.add_argument("--list", action="store_true", help="list the scenarios")
+    s.add_argument("--seed", type=int, default=1)
+    s.add_argument("--duration", type=float, default=3600.0, help="seconds of traffic")
+    s.add_argument("--scale", type=float, default=1.0, help="size of the honest population")
+    s.add_argument("--t0", type=float, help="start time (default: now with --kafka, else a fixed date)")
+    s.add_argument("--out", help="events file (.jsonl or .jsonl.gz)")
+    s.add_argument("--labels", help="labels file (.json or .json.gz), the scorer's format")
+    s.add_argument("--kafka", action="store_true", help="produce to the requests topic in real time")
+    s.add_argument("--broker", help="Kafka bootstrap (env KAFKA_BROKER)")
+    s.add_argument("--speed", type=float, default=1.0, help="x real time when producing (1 = event time)")
+    s.add_argument("--batch", type=int, default=100, help="events per Kafka message (JSON array); 1 = objects")
+    s.add_argument("--max-events", type=int, help="stop after this many events")
+    s.set_defaults(func=cmd_simulate)
+
+    r = sub.add_parser("replay", help="run the detector over a recorded file, no broker, no Redis",
+                       description=cmd_replay.__doc__)
+    r.add_argument("events", help="JSON Lines of request events (.jsonl or .jsonl.gz)")
+    r.add_argument("--out", required=True, help="decisions file (JSON Lines), - for stdout")
+    r.add_argument("--config", help="thresholds YAML to backtest")
+    r.set_defaults(func=cmd_replay)
+
+    b = sub.add_parser("broker", help="run the embedded Kafka-compatible broker", description=cmd_broker.__doc__)
+    b.add_argument("--port", type=int, help="port on 127.0.0.1 (default: a free one)")
+    b.set_defaults(func=cmd_broker)
+
+    d = sub.add_parser("demo", help="everything on embedded defaults, decisions live in the terminal",
+                       description=cmd_demo.__doc__)
+    d.add_argument("--scenario", default="demo")
+    d.add_argument("--scale", type=float, default=0.3)
+    d.add_argument("--duration", type=float, default=1800.0)
+    d.add_argument("--seed", type=int, default=7)
+    d.add_argument("--web-port", type=int, default=6066)
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    a = build_parser().parse_args(argv)
+    a.func(a)
+
+
+if __name__ == "__main__":
+    main()

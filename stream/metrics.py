@@ -1,0 +1,41 @@
+"""Prometheus metrics of a worker. Labels are bounded sets (outcome, reason, scope, action), never ids."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+EVENTS = Counter("ratehound_events_total", "Request events by outcome", ["outcome"], registry=REGISTRY)
+DLQ = Counter("ratehound_dlq_total", "Events sent to the dead-letter topic, by reason", ["reason"], registry=REGISTRY)
+DECISIONS = Counter("ratehound_decisions_total", "Decisions published", ["scope", "action", "reason"],
+                    registry=REGISTRY)
+ACTIVE = Gauge("ratehound_active_enforcements", "Throttles and blocks in force", ["scope"], registry=REGISTRY)
+LATENCY = Histogram(
+    "ratehound_event_to_decision_seconds", "Gateway receive time of the triggering event to decision written",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0, 30.0), registry=REGISTRY,
+)
+LAG = Gauge("ratehound_consumer_lag_messages", "Messages behind the partition end", ["topic"], registry=REGISTRY)
+LAG_SECONDS = Gauge("ratehound_event_time_lag_seconds", "Wall clock minus the newest event time processed",
+                    registry=REGISTRY)
+SINK_WRITES = Counter("ratehound_sink_writes_total", "Decision writes by sink and result", ["sink", "result"],
+                      registry=REGISTRY)
+SINK_PENDING = Gauge("ratehound_sink_pending", "Decisions waiting for a sink to come back", ["sink"],
+                     registry=REGISTRY)
+TRACKED = Gauge("ratehound_tracked_keys", "Keys with detector state", ["kind"], registry=REGISTRY)
+EVICTED = Counter("ratehound_evicted_keys_total", "Keys dropped because a cap was reached", ["kind"],
+                  registry=REGISTRY)
+CONFIG = Gauge("ratehound_config_info", "Config version in force (value 1)", ["version"], registry=REGISTRY)
+BATCH = Histogram("ratehound_batch_events", "Events per processed batch",
+                  buckets=(1, 10, 100, 500, 1000, 2000, 5000, 10000), registry=REGISTRY)
+HEARTBEAT = Gauge("ratehound_last_batch_timestamp_seconds", "Wall time of the last processed batch",
+                  registry=REGISTRY)
+
+for _outcome in ("processed", "duplicate", "rejected"):
+    EVENTS.labels(_outcome)
+for _sink in ("redis", "kafka"):
+    for _result in ("ok", "error"):
+        SINK_WRITES.labels(_sink, _result)
+    SINK_PENDING.labels(_sink)
+for _scope in ("account", "network", "asn"):
+    ACTIVE.labels(_scope)

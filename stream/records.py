@@ -1,0 +1,62 @@
+"""What travels on ratehound's own topics: encodings of events, observations, DLQ entries, decisions."""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections.abc import Iterable
+
+import msgspec
+
+from detectors.events import Event, Reject
+from detectors.pipeline import Observation
+
+_enc = msgspec.msgpack.Encoder()
+_dec_events = msgspec.msgpack.Decoder(list[Event])
+_dec_obs = msgspec.msgpack.Decoder(list[Observation])
+
+
+def partition_of(key: str, partitions: int) -> int:
+    """The partition a key belongs to on ratehound's internal topics (stable across processes).
+
+    >>> partition_of("acct_1", 4) == partition_of("acct_1", 4)
+    True
+    """
+    return zlib.crc32(key.encode()) % partitions
+
+
+def encode_events(events: list[Event]) -> bytes:
+    return _enc.encode(events)
+
+
+def decode_events(payload: bytes) -> list[Event]:
+    return _dec_events.decode(payload)
+
+
+def encode_observations(obs: list[Observation]) -> bytes:
+    return _enc.encode(obs)
+
+
+def decode_observations(payload: bytes) -> list[Observation]:
+    return _dec_obs.decode(payload)
+
+
+class DeadLetter(msgspec.Struct):
+    """One rejected input on the dead-letter topic: why, and the input itself (truncated)."""
+
+    reason: str
+    detail: str
+    raw: str
+    topic: str
+    partition: int
+    offset: int
+    at: float
+
+
+def dead_letters(rejects: Iterable[Reject], topic: str, partition: int, offset: int) -> list[bytes]:
+    now = time.time()
+    return [
+        msgspec.json.encode(DeadLetter(r.reason, r.detail, r.raw[:65536].decode("utf-8", "backslashreplace"),
+                                       topic, partition, offset, now))
+        for r in rejects
+    ]

@@ -1,0 +1,53 @@
+"""Worker settings from flags and the environment, with embedded defaults when nothing is set.
+
+Pointing a worker at a real Kafka cluster is one variable: ``KAFKA_BROKER``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Topic names; each can be renamed through the environment."""
+
+    requests: str = field(default_factory=lambda: _env("RATEHOUND_TOPIC_REQUESTS", "requests"))
+    dlq: str = field(default_factory=lambda: _env("RATEHOUND_TOPIC_DLQ", "requests.dlq"))
+    by_account: str = field(default_factory=lambda: _env("RATEHOUND_TOPIC_BY_ACCOUNT", "requests.by_account"))
+    by_group: str = field(default_factory=lambda: _env("RATEHOUND_TOPIC_BY_GROUP", "requests.by_group"))
+    decisions: str = field(default_factory=lambda: _env("RATEHOUND_TOPIC_DECISIONS", "decisions"))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a worker needs to know about its surroundings (thresholds live in the config file)."""
+
+    kafka_broker: str = field(default_factory=lambda: _env("KAFKA_BROKER", "kafka://127.0.0.1:9092"))
+    redis_url: str = field(default_factory=lambda: _env("REDIS_URL", "redis://127.0.0.1:6379/0"))
+    app_id: str = field(default_factory=lambda: _env("RATEHOUND_APP_ID", "ratehound"))
+    partitions: int = field(default_factory=lambda: int(_env("RATEHOUND_PARTITIONS", "4")))
+    web_host: str = field(default_factory=lambda: _env("RATEHOUND_WEB_HOST", "127.0.0.1"))
+    web_port: int = field(default_factory=lambda: int(_env("RATEHOUND_WEB_PORT", "6066")))
+    config_path: str | None = field(default_factory=lambda: os.environ.get("RATEHOUND_CONFIG"))
+    data_dir: str = field(default_factory=lambda: _env("RATEHOUND_DATA_DIR", "rh-worker-data"))
+    redis_prefix: str = field(default_factory=lambda: _env("RATEHOUND_REDIS_PREFIX", "rh"))
+    batch_size: int = field(default_factory=lambda: int(_env("RATEHOUND_BATCH", "2000")))
+    batch_within_s: float = field(default_factory=lambda: float(_env("RATEHOUND_BATCH_WITHIN_S", "0.05")))
+    snapshot_every_s: float = field(default_factory=lambda: float(_env("RATEHOUND_SNAPSHOT_EVERY_S", "5")))
+    topics: Topics = field(default_factory=Topics)
+
+    @property
+    def broker_url(self) -> str:
+        b = self.kafka_broker
+        return b if "://" in b else f"kafka://{b}"
+
+    @property
+    def bootstrap(self) -> str:
+        """host:port list for kafka-python."""
+        return ",".join(part.split("://", 1)[-1] for part in self.kafka_broker.split(";"))

@@ -1,0 +1,68 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+import traffic
+from traffic.__main__ import main
+from traffic.files import read_events, read_labels, write_events, write_labels
+
+SCORER = "/work/shared/eval/score.py"
+
+
+@pytest.mark.parametrize("suffix", ["", ".gz"])
+def test_events_and_labels_round_trip(tmp_path, suffix):
+    sim = traffic.generate("burst", seed=2, duration_s=300.0, scale=0.02, attack_scale=0.1)
+    events = list(sim.events())
+    n = write_events(iter(events), str(tmp_path / f"events.jsonl{suffix}"))
+    write_labels(sim.labels(), str(tmp_path / f"labels.json{suffix}"))
+    assert n == len(events)
+    assert list(read_events(str(tmp_path / f"events.jsonl{suffix}"))) == events
+    assert read_labels(str(tmp_path / f"labels.json{suffix}")) == sim.labels()
+
+
+@pytest.mark.skipif(not os.path.exists(SCORER), reason="the shared scorer is not mounted")
+def test_the_real_scorer_reads_a_scenario(tmp_path):
+    assert (
+        main(
+            [
+                "mixed",
+                str(tmp_path),
+                "--duration",
+                "900",
+                "--scale",
+                "0.03",
+                "--attack-scale",
+                "0.1",
+                "--seed",
+                "4",
+            ]
+        )
+        == 0
+    )
+    (tmp_path / "decisions.jsonl").write_text("")
+    out = subprocess.run(
+        [
+            sys.executable,
+            SCORER,
+            str(tmp_path / "events.jsonl.gz"),
+            str(tmp_path / "labels.json.gz"),
+            str(tmp_path / "decisions.jsonl"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    report = json.loads(out)
+    assert "unknown" not in " ".join(report["groups"])
+    assert {
+        "attack:hydra",
+        "attack:slow_drip",
+        "attack:compromised",
+        "attack:burst",
+        "benign:plain",
+        "benign:integration",
+    } <= set(report["groups"])
+    assert report["summary"]["attack_leakage"] == 1.0
