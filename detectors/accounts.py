@@ -93,13 +93,17 @@ class AccountState:
     def rate_mid(self) -> float:
         return self.c_mid * _K_MID
 
-    def baseline(self, observed_s: float) -> float:
-        """The account's own normal rate: its long-run rate (bias-corrected) or its earlier peak."""
-        long_rate = self.c_long * _K_LONG
+    def long_rate(self, observed_s: float) -> float:
+        """The account's long-run rate, bias-corrected for how long it has been watched."""
+        r = self.c_long * _K_LONG
         if observed_s > 0.0:
             seen = 1.0 - math.exp(-observed_s * _K_LONG)
-            long_rate = long_rate / seen if seen > 1e-9 else self.rate_mid()
-        return max(long_rate, self.peak_mid)
+            r = r / seen if seen > 1e-9 else self.rate_mid()
+        return r
+
+    def baseline(self, observed_s: float) -> float:
+        """The account's own normal rate: its long-run rate or its earlier peak, whichever is higher."""
+        return max(self.long_rate(observed_s), self.peak_mid)
 
     def harvest_ratio(self) -> float:
         """Output over input tokens: distillation harvests long answers to short prompts."""

@@ -45,7 +45,7 @@ def cluster_keys(
 
     >>> from detectors.config import ClusterConfig
     >>> cluster_keys(None, "pay_1", "sdk/1", 3600.0, ClusterConfig())
-    ['pay:pay_1', 'signup:sdk/1|2']
+    ['pay:pay_1', 'signup:sdk/1|0']
     """
     keys = prompt_bands(prompt_fp, cfg.prompt_bands) if prompt_fp else []
     if payment_fp:

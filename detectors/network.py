@@ -57,18 +57,19 @@ class NetworkState:
     """Recent activity of one network: decayed rates, awakened accounts, flagged share."""
 
     __slots__ = ("last_ts", "c_min", "c_flagged", "c_hour", "young_hour", "out_tok", "in_tok", "awakened",
-                 "accounts", "flagged_until")
+                 "accounts", "young", "young_harvest_hour", "flagged_until")
 
     def __init__(self, ts: float):
         self.last_ts = ts
-        self.c_min = self.c_flagged = self.c_hour = self.young_hour = 0.0
+        self.c_min = self.c_flagged = self.c_hour = self.young_hour = self.young_harvest_hour = 0.0
         self.out_tok = self.in_tok = 0.0
         self.awakened: dict[str, float] = {}
         self.accounts: dict[str, float] = {}
+        self.young: dict[str, float] = {}
         self.flagged_until = 0.0
 
     def update(self, ts: float, account: str, young: bool, flagged: bool, out_tok: int, in_tok: int,
-               max_accounts: int) -> None:
+               max_accounts: int, harvest: bool = False) -> None:
         dt = ts - self.last_ts
         if dt > 0.0:
             f_min = math.exp(-dt * _K_MIN)
@@ -77,6 +78,7 @@ class NetworkState:
             self.c_flagged *= f_min
             self.c_hour *= f_hour
             self.young_hour *= f_hour
+            self.young_harvest_hour *= f_hour
             self.out_tok *= f_hour
             self.in_tok *= f_hour
             self.last_ts = ts
@@ -86,6 +88,10 @@ class NetworkState:
             self.c_flagged += 1.0
         if young:
             self.young_hour += 1.0
+            if harvest:
+                self.young_harvest_hour += 1.0
+            if account in self.young or len(self.young) < max_accounts:
+                self.young[account] = ts
         self.out_tok += out_tok
         self.in_tok += in_tok
         if account in self.accounts or len(self.accounts) < max_accounts:
@@ -97,6 +103,16 @@ class NetworkState:
         for a in stale:
             del self.awakened[a]
         return len(self.awakened)
+
+    def young_accounts(self, now: float, window_s: float) -> int:
+        """Distinct young accounts seen here within the window (a classroom, a hackathon)."""
+        horizon = now - window_s
+        if len(self.young) > 8:
+            self.young = {a: t for a, t in self.young.items() if t >= horizon}
+        return sum(1 for t in self.young.values() if t >= horizon)
+
+    def young_harvest_share(self) -> float:
+        return self.young_harvest_hour / self.young_hour if self.young_hour else 0.0
 
     def flagged_share(self) -> float:
         return self.c_flagged / self.c_min if self.c_min > 0 else 0.0
@@ -133,13 +149,13 @@ class NetworkTracker:
         return len(self.networks)
 
     def observe(self, net: str, account: str, ts: float, young: bool, flagged: bool, out_tok: int,
-                in_tok: int) -> NetworkState:
+                in_tok: int, harvest: bool = False) -> NetworkState:
         s = self.networks.get(net)
         if s is None:
             if len(self.networks) >= self.cfg.max_networks:
                 self._evict()
             s = self.networks[net] = NetworkState(ts)
-        s.update(ts, account, young, flagged, out_tok, in_tok, self.max_accounts_per_network)
+        s.update(ts, account, young, flagged, out_tok, in_tok, self.max_accounts_per_network, harvest)
         return s
 
     def mark_awakened(self, s: NetworkState, account: str, ts: float) -> int:

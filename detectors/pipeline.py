@@ -50,6 +50,7 @@ class Observation(msgspec.Struct, array_like=True, gc=False):
     prompt_fp: str | None
     payment_fp: str | None
     harvest_ratio: float
+    networks_used: int  # distinct networks its requests came from (a proxy's exits: many)
 
 
 def asn_key(asn: int) -> str:
@@ -160,14 +161,23 @@ class AccountStage:
                     if d is not None:
                         decisions.append(d)
 
-            # Awakened: an old account first seen long after watching began, now busy.
+            # Awakened: an old account whose 10 s rate jumped far above its own credible baseline. It stays
+            # awakened (and its baseline frozen) for a while, so the network has time to count its peers.
             awakened_rps = 0.0
-            if age >= old_age and s.first_ts - self.start_ts >= ncfg.awakened_quiet_s:
-                if r10 >= ncfg.awakened_min_rps:
+            if age >= old_age and r10 >= ncfg.awakened_min_rps:
+                if ts < s.flagged_until:
                     awakened_rps = r10
+                else:
+                    observed = ts - max(self.start_ts, s.created)
+                    # Against the long-run rate only: a 10 s rate never outruns the 60 s peak by much.
+                    if observed >= acfg.burst_min_observed_s and r10 >= acfg.burst_ratio * max(
+                            acfg.burst_baseline_floor_rps / 10, s.long_rate(observed)):
+                        awakened_rps = r10
+                        s.flagged_until = max(s.flagged_until, ts + ncfg.window_s)
             obs.append(Observation(
                 ts, acct, net, net_id, ev.asn, young, harvest_ratio >= acfg.harvest_ratio, awakened_rps,
                 out_tok, in_tok, created, ev.user_agent, ev.prompt_fp, ev.payment_fp, harvest_ratio,
+                s.distinct_networks(),
             ))
         return obs, decisions, rejects
 
@@ -206,8 +216,10 @@ class GroupStage:
                 self.now = ts
                 if ts >= self._next_expiry:
                     self._expire(ts)
+            crowd = 0
             if owns is None or owns(o.net):
-                ns = self.networks.observe(o.net, o.account, ts, o.young, o.awakened_rps > 0, o.out_tok, o.in_tok)
+                ns = self.networks.observe(o.net, o.account, ts, o.young, o.awakened_rps > 0, o.out_tok, o.in_tok,
+                                           o.harvest)
                 if o.awakened_rps > 0:
                     n = self.networks.mark_awakened(ns, o.account, ts)
                     if n >= ncfg.min_accounts:
@@ -222,6 +234,10 @@ class GroupStage:
                             d = decide("network", o.net, "network_takeover", ts, ns.flagged_share(), ev)
                             if d is not None:
                                 decisions.append(d)
+                # Young accounts that live on one network full of other young accounts asking ordinary
+                # questions: a classroom or hackathon. A proxy exit crowded by a campaign harvests instead.
+                if o.young and o.networks_used == 1 and ns.young_harvest_share() < ccfg.min_harvest_share:
+                    crowd = ns.young_accounts(ts, ccfg.window_s)
             if o.asn is not None:
                 ak = asn_key(o.asn)
                 if owns is None or owns(ak):
@@ -234,6 +250,8 @@ class GroupStage:
                 c = self.clusters.observe(key, o.account, ts, o.net_id, o.harvest)
                 if not c.flagged:
                     continue
+                if crowd >= ccfg.crowd_min_accounts:
+                    continue  # many young accounts on its network with it: a classroom, a hackathon, a NAT
                 signup = key.startswith("signup:")
                 if signup:
                     strong = (c.members_n >= ccfg.signup_min_accounts and o.harvest
