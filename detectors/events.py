@@ -84,7 +84,7 @@ class EventDecoder:
     (['a'], [])
     >>> ok, bad = d.decode(b'[{"event_id":"e2","ts":1e12,"account_id":"a","ip":"10.0.0.1"}, 7]', now=100.0)
     >>> ok, [r.reason for r in bad]
-    ([], ['future_ts', 'not_object'])
+    ([], ['not_object', 'future_ts'])
     """
 
     def __init__(self, max_future_s: float = 300.0, ip_cache_size: int = 200_000):

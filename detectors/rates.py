@@ -37,7 +37,7 @@ def rate(count: float, half_life: float, observed_s: float | None = None) -> flo
     >>> for _ in range(50):                          # 5 s of 10/s, watched 5 s
     ...     c = decay(c, 0.1, 600.0) + 1
     >>> round(rate(c, 600.0), 2), round(rate(c, 600.0, observed_s=5.0), 1)
-    (0.06, 10.1)
+    (0.06, 10.0)
     """
     r = count * LN2 / half_life
     if observed_s is not None and observed_s > 0.0:
