@@ -50,6 +50,50 @@ def decision_id(scope: str, key: str, rule: str, window: int) -> str:
     return h.hexdigest()
 
 
+class DecisionLedger:
+    """What is in force per (scope, key): says whether a new decision adds anything.
+
+    A decision is news when nothing is in force on its key, when it is stronger,
+    or when the one in force has less than ``refresh_share`` of its TTL left.
+
+    >>> led = DecisionLedger(refresh_share=0.2)
+    >>> led.admit("account", "a", "block", ts=0.0, ttl_s=100.0), led.admit("account", "a", "throttle", 1.0, 100.0)
+    (True, False)
+    >>> led.admit("account", "a", "block", ts=85.0, ttl_s=100.0)   # 15 % left: refresh
+    True
+    """
+
+    def __init__(self, refresh_share: float = 0.2):
+        self.refresh_share = refresh_share
+        self.active: dict[tuple[str, str], tuple[int, float]] = {}
+
+    def admit(self, scope: str, key: str, action: str, ts: float, ttl_s: float) -> bool:
+        if action == "allow":
+            self.active.pop((scope, key), None)
+            return True
+        strength = _STRENGTH[action]
+        cur = self.active.get((scope, key))
+        if cur is not None:
+            cur_strength, cur_until = cur
+            remaining = cur_until - ts
+            if remaining > 0 and (
+                strength < cur_strength or (strength == cur_strength and remaining > ttl_s * self.refresh_share)
+            ):
+                return False
+        self.active[(scope, key)] = (strength, ts + ttl_s)
+        return True
+
+    def in_force(self, scope: str, key: str, ts: float) -> bool:
+        cur = self.active.get((scope, key))
+        return cur is not None and cur[0] >= _STRENGTH["throttle"] and cur[1] > ts
+
+    def expire(self, now: float) -> int:
+        stale = [k for k, (_, until) in self.active.items() if until < now]
+        for k in stale:
+            del self.active[k]
+        return len(stale)
+
+
 class Policy:
     """Rule findings in, deduplicated decisions out.
 
@@ -68,8 +112,7 @@ class Policy:
     def __init__(self, cfg: PolicyConfig, version: str = "default"):
         self.cfg = cfg
         self.version = version
-        # (scope, key) -> (strength, expires_at); bounded by expire()
-        self.active: dict[tuple[str, str], tuple[int, float]] = {}
+        self.ledger = DecisionLedger(cfg.refresh_before_expiry_share)
 
     def allowlisted(self, scope: str, key: str) -> bool:
         if scope == "account":
@@ -87,41 +130,27 @@ class Policy:
         if rc is None or self.allowlisted(scope, key):
             return None
         action = "review" if rc.shadow else rc.action
-        strength = _STRENGTH[action]
-        cur = self.active.get((scope, key))
-        if cur is not None:
-            cur_strength, cur_until = cur
-            remaining = cur_until - ts
-            if remaining > 0 and (
-                strength < cur_strength
-                or (strength == cur_strength and remaining > rc.ttl_s * self.cfg.refresh_before_expiry_share)
-            ):
-                return None
-        expires = ts + rc.ttl_s
-        self.active[(scope, key)] = (strength, expires)
+        if not self.ledger.admit(scope, key, action, ts, rc.ttl_s):
+            return None
         return Decision(
             ts=ts, scope=scope, key=key, action=action, ttl_s=rc.ttl_s, reason=rule, score=round(score, 4),
             evidence=evidence, limit_rps=rc.limit_rps if action == "throttle" else None,
-            id=decision_id(scope, key, rule, int(ts // rc.ttl_s)), expires_at=expires,
+            id=decision_id(scope, key, rule, int(ts // rc.ttl_s)), expires_at=ts + rc.ttl_s,
             config_version=self.version, shadow=rc.shadow,
         )
 
     def allow(self, scope: str, key: str, ts: float, ttl_s: float, reason: str) -> Decision:
         """Lift whatever is in force on a key (a manual override)."""
-        self.active.pop((scope, key), None)
+        self.ledger.admit(scope, key, "allow", ts, ttl_s)
         return Decision(ts=ts, scope=scope, key=key, action="allow", ttl_s=ttl_s, reason=reason, score=0.0,
                         evidence={}, id=decision_id(scope, key, "allow", int(ts)), expires_at=ts + ttl_s,
                         config_version=self.version)
 
     def in_force(self, scope: str, key: str, ts: float) -> bool:
-        cur = self.active.get((scope, key))
-        return cur is not None and cur[0] >= _STRENGTH["throttle"] and cur[1] > ts
+        return self.ledger.in_force(scope, key, ts)
 
     def expire(self, now: float) -> int:
-        stale = [k for k, (_, until) in self.active.items() if until < now]
-        for k in stale:
-            del self.active[k]
-        return len(stale)
+        return self.ledger.expire(now)
 
 
 def encode_decision(d: Decision) -> bytes:

@@ -27,7 +27,7 @@ from prometheus_client import generate_latest
 from detectors.config import DetectorConfig
 from detectors.events import EventDecoder, Reject
 from detectors.pipeline import Observation, group_keys
-from detectors.policy import Decision, encode_decision
+from detectors.policy import Decision, DecisionLedger, encode_decision
 from stream import metrics
 from stream.records import (
     dead_letters,
@@ -65,6 +65,10 @@ class Worker:
             broker_commit_every=1000,
             stream_buffer_maxsize=max(4096, settings.batch_size * 2),
             consumer_auto_offset_reset="earliest",
+            # A JoinGroup waits up to this long for other members: tansu always waits it out.
+            broker_rebalance_timeout=settings.rebalance_timeout_s,
+            broker_session_timeout=settings.rebalance_timeout_s,
+            broker_heartbeat_interval=min(3.0, settings.rebalance_timeout_s / 3),
         )
         app = self.app
         t = settings.topics
@@ -82,6 +86,7 @@ class Worker:
         self.accounts = AccountPartitions(cfg, table=self.account_table)
         self.groups = GroupPartitions(cfg, n)
         self.redis = RedisDecisionSink(settings.redis_url, prefix=settings.redis_prefix)
+        self.published = DecisionLedger(cfg.policy.refresh_before_expiry_share)
         metrics.CONFIG.labels(cfg.version).set(1)
         self._wire()
 
@@ -125,6 +130,7 @@ class Worker:
         @app.timer(interval=15.0)
         async def reassert() -> None:
             await self.redis.reassert()
+            self.published.expire(time.time())
 
         @app.page("/metrics")
         async def metrics_page(web: Any, request: Any) -> Any:
@@ -211,6 +217,9 @@ class Worker:
     # -- effects ------------------------------------------------------------------------------------------
 
     async def _publish(self, decisions: list[Decision]) -> None:
+        # Stages of one worker decide independently (account rules, each group partition); publish
+        # only what adds to what this worker already has in force.
+        decisions = [d for d in decisions if self.published.admit(d.scope, d.key, d.action, d.ts, d.ttl_s)]
         if not decisions:
             return
         for d in decisions:

@@ -101,7 +101,8 @@ def cmd_demo(a: argparse.Namespace) -> None:
     """Broker, Redis, a worker and simulated traffic with attacks; decisions printed as they happen."""
     from stream.demo import run_demo
 
-    run_demo(scenario=a.scenario, scale=a.scale, duration=a.duration, web_port=a.web_port, seed=a.seed)
+    run_demo(scenario=a.scenario, scale=a.scale, duration=a.duration, web_port=a.web_port, seed=a.seed,
+             exit_after=a.exit_after)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -148,9 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="everything on embedded defaults, decisions live in the terminal",
                        description=cmd_demo.__doc__)
-    d.add_argument("--scenario", default="demo")
-    d.add_argument("--scale", type=float, default=0.3)
-    d.add_argument("--duration", type=float, default=1800.0)
+    d.add_argument("--scenario", default="mixed", help="see `ratehound simulate --list`")
+    d.add_argument("--scale", type=float, default=0.3, help="size of the honest population")
+    d.add_argument("--duration", type=float, default=600.0, help="seconds of simulated traffic")
+    d.add_argument("--exit-after", type=float, help="stop by itself after this many seconds")
     d.add_argument("--seed", type=int, default=7)
     d.add_argument("--web-port", type=int, default=6066)
     d.set_defaults(func=cmd_demo)

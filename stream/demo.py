@@ -1,0 +1,156 @@
+"""``ratehound demo``: the whole pipeline on embedded defaults, decisions printed as they happen.
+
+Starts (or reuses) a broker and a Redis, one worker and the traffic simulator
+producing a mixed scenario with attacks in real time, then prints every
+decision from the ``decisions`` topic. Ctrl-C stops everything it started.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from contextlib import ExitStack
+
+import orjson
+from kafka import KafkaConsumer, TopicPartition
+
+from stream.embedded import EmbeddedBroker, EmbeddedRedis, ExternalBroker, redis_reachable
+from stream.settings import Settings
+from stream.topics import ensure_topics
+
+_COLOURS = {"block": "\033[31m", "throttle": "\033[33m", "review": "\033[36m", "allow": "\033[32m"}
+_RESET = "\033[0m"
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def format_decision(d: dict, colour: bool) -> str:
+    """One terminal line per decision: when, what, on whom, why, and the figures behind it."""
+    ev = d.get("evidence") or {}
+    figures = ", ".join(f"{k}={v}" for k, v in list(ev.items())[:4])
+    action = d["action"].upper()
+    if colour:
+        action = f"{_COLOURS.get(d['action'], '')}{action:8}{_RESET}"
+    else:
+        action = f"{action:8}"
+    limit = f" @{d['limit_rps']}/s" if d.get("limit_rps") else ""
+    when = time.strftime("%H:%M:%S", time.localtime(d["ts"]))
+    return (f"{when} {action}{limit:7} {d['scope']:7} {d['key'][:42]:42} {d['reason']:22} "
+            f"score={d.get('score', 0):.2f}  {figures}")
+
+
+def run_demo(scenario: str = "mixed", scale: float = 0.3, duration: float = 600.0, web_port: int = 6066,
+             seed: int = 7, exit_after: float | None = None, partitions: int = 2) -> Counter:
+    """Run the demo until Ctrl-C (or ``exit_after`` seconds); returns decisions counted by reason."""
+    colour = sys.stdout.isatty()
+    counts: Counter = Counter()
+    with ExitStack() as stack:
+        broker_env = os.environ.get("KAFKA_BROKER")
+        if broker_env:
+            broker: EmbeddedBroker | ExternalBroker = ExternalBroker(broker_env)
+            print(f"broker: {broker.bootstrap} (KAFKA_BROKER)")
+        else:
+            broker = stack.enter_context(EmbeddedBroker())
+            print(f"broker: embedded tansu at {broker.bootstrap} (memory only)")
+        redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+        if redis_reachable(redis_url):
+            print(f"redis:  {redis_url}")
+        else:
+            try:
+                redis_url = stack.enter_context(EmbeddedRedis()).url
+            except Exception as exc:  # noqa: BLE001 - the message is the point here
+                sys.exit(f"ratehound demo: no Redis at {redis_url} and could not start one ({exc}).\n"
+                         "Install Debian's redis-server (apt-get install redis-server) or set REDIS_URL.")
+            print(f"redis:  started redis-server at {redis_url}")
+        if not _port_free(web_port):
+            web_port = _free_port()
+        app_id = f"ratehound-demo-{os.getpid()}"
+        env = dict(os.environ, KAFKA_BROKER=broker.url, REDIS_URL=redis_url, RATEHOUND_WEB_PORT=str(web_port),
+                   RATEHOUND_APP_ID=app_id, RATEHOUND_PARTITIONS=str(partitions),
+                   RATEHOUND_DATA_DIR=f"/tmp/{app_id}")
+        settings = Settings(kafka_broker=broker.url, app_id=app_id, partitions=partitions)
+        ensure_topics(settings)
+
+        procs: list[subprocess.Popen] = []
+
+        def stop_all() -> None:
+            for p in procs:
+                if p.poll() is None:
+                    p.send_signal(signal.SIGTERM)
+            for p in procs:
+                try:
+                    p.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+
+        stack.callback(stop_all)
+        log_path = f"/tmp/{app_id}.log"
+        log_file = stack.enter_context(open(log_path, "ab"))  # noqa: SIM115
+        worker = subprocess.Popen([sys.executable, "-m", "stream.cli", "worker", "--loglevel", "info"], env=env,
+                                  stdout=log_file, stderr=subprocess.STDOUT)
+        procs.append(worker)
+        print(f"worker: pid {worker.pid}, log {log_path}, metrics at http://127.0.0.1:{web_port}/metrics")
+        consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap, value_deserializer=orjson.loads,
+                                 enable_auto_commit=False, consumer_timeout_ms=500)
+        stack.callback(consumer.close)
+        tps = [TopicPartition(settings.topics.decisions, p) for p in range(partitions)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        _wait_for_worker(web_port, worker)
+        sim = subprocess.Popen([sys.executable, "-m", "stream.cli", "simulate", "--kafka", "--scenario", scenario,
+                                "--scale", str(scale), "--duration", str(duration), "--seed", str(seed),
+                                "--batch", "100"], env=env, stderr=subprocess.DEVNULL)
+        procs.append(sim)
+        print(f"traffic: scenario '{scenario}' in real time for {duration:.0f} s (attacks start within "
+              f"{duration / 3:.0f} s); Ctrl-C stops everything\n")
+        started = time.monotonic()
+        try:
+            while True:
+                for msg in consumer:
+                    d = msg.value
+                    counts[d["reason"]] += 1
+                    print(format_decision(d, colour), flush=True)
+                if worker.poll() is not None:
+                    print(f"worker exited with {worker.returncode}", file=sys.stderr)
+                    break
+                if exit_after is not None and time.monotonic() - started > exit_after:
+                    break
+                if sim.poll() is not None and exit_after is None:
+                    print("traffic finished; Ctrl-C to stop")
+                    exit_after = time.monotonic() - started + 30
+        except KeyboardInterrupt:
+            print("\nstopping...")
+        print("decisions by reason: " + ", ".join(f"{k}={v}" for k, v in counts.most_common()) if counts
+              else "no decisions yet")
+    return counts
+
+
+def _wait_for_worker(port: int, worker: subprocess.Popen, timeout: float = 60.0) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if worker.poll() is not None:
+            raise SystemExit(f"ratehound demo: the worker exited with {worker.returncode}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise SystemExit("ratehound demo: the worker did not come up within 60 s")

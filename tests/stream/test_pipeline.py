@@ -1,0 +1,99 @@
+"""End to end through a real worker: embedded broker in, decisions out in Redis, Kafka and /metrics."""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+import pytest
+import redis
+from kafka import KafkaProducer
+
+pytestmark = pytest.mark.integration
+
+
+def _event(i: int, account: str, ip: str, ts: float, **kw) -> dict:
+    ev = {"event_id": f"{account}-{i}", "ts": ts, "account_id": account, "ip": ip, "asn": 7922,
+          "user_agent": "sdk-python/0.42.0", "input_tokens": 400, "output_tokens": 3000,
+          "account_created_ts": ts - 3600.0, "payment_fp": "pay_shared_1", "prompt_fp": "0123456789abcdef"}
+    ev.update(kw)
+    return ev
+
+
+def _campaign(n_accounts: int, now: float) -> list[dict]:
+    """Young accounts sharing a card and a prompt template from many networks, harvesting long answers."""
+    return [_event(i, f"acct_camp_{i}", f"203.0.{i}.7", now + i * 0.01) for i in range(n_accounts)]
+
+
+def _wait(pred, timeout: float = 20.0, every: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(every)
+    return pred()
+
+
+@pytest.fixture
+def producer(broker):
+    p = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=0, acks=1)
+    yield p
+    p.close()
+
+
+def test_campaign_reaches_redis_topic_and_metrics(start_worker, redis_url, producer, broker, consume_all):
+    w = start_worker(redis_url)
+    now = time.time()
+    events = _campaign(12, now)
+    # one JSON array for the whole batch, as a batching gateway sends it
+    producer.send(w.topics["requests"], value=orjson.dumps(events))
+    producer.flush()
+
+    r = redis.Redis.from_url(redis_url)
+    # the first accounts only build the cluster; later ones join a known campaign and are blocked
+    last = events[-1]["account_id"]
+    raw = _wait(lambda: r.get(f"rh:d:account:{last}"))
+    assert raw is not None, "no decision in Redis"
+    doc = orjson.loads(raw)
+    assert doc["action"] == "block" and doc["reason"] == "campaign_cluster"
+    ttl_ms = r.pttl(f"rh:d:account:{last}")
+    assert 0 < ttl_ms <= 3600 * 1000
+
+    decisions = [orjson.loads(rec.value) for rec in consume_all(broker.bootstrap, w.topics["decisions"], timeout=10,
+                                                                min_messages=1)]
+    assert any(d["key"] == last and d["action"] == "block" for d in decisions)
+    for d in decisions:  # the contract's form
+        assert {"ts", "scope", "key", "action", "ttl_s", "reason", "score", "evidence"} <= d.keys()
+
+    assert _wait(lambda: w.metric("ratehound_events_total", outcome="processed") >= 12)
+    assert w.metric("ratehound_decisions_total", scope="account", action="block", reason="campaign_cluster") >= 1
+    assert w.metric("ratehound_event_to_decision_seconds_count") >= 1
+    assert r.get("rh:heartbeat") is not None or _wait(lambda: r.get("rh:heartbeat"), timeout=10)
+    # no metric label carries an account id or an address
+    text = w.metrics_text()
+    assert "acct_camp" not in text and "203.0." not in text
+
+
+def test_malformed_input_goes_to_dlq_and_duplicates_count_once(start_worker, redis_url, producer, broker,
+                                                                 consume_all):
+    w = start_worker(redis_url)
+    now = time.time()
+    good = _event(1, "acct_plain", "198.51.100.9", now, payment_fp="pay_own", account_created_ts=now - 9e7)
+    producer.send(w.topics["requests"], value=b"{not json")
+    producer.send(w.topics["requests"], value=orjson.dumps({"event_id": "x", "ts": now}))  # missing fields
+    producer.send(w.topics["requests"], value=orjson.dumps(dict(good, ip="999.1.1.1", event_id="bad-ip")))
+    producer.send(w.topics["requests"], value=orjson.dumps(dict(good, ts=now + 86400, event_id="future")))
+    producer.send(w.topics["requests"], value=orjson.dumps(good))
+    producer.send(w.topics["requests"], value=orjson.dumps(good))  # a duplicate delivery
+    producer.flush()
+
+    dlq = consume_all(broker.bootstrap, w.topics["dlq"], timeout=20, min_messages=4)
+    reasons = sorted(orjson.loads(rec.value)["reason"] for rec in dlq)
+    assert reasons == ["bad_ip", "future_ts", "not_json", "schema"]
+    assert all(orjson.loads(rec.value)["detail"] for rec in dlq)
+    assert _wait(lambda: w.metric("ratehound_events_total", outcome="processed") == 1)
+    assert _wait(lambda: w.metric("ratehound_events_total", outcome="duplicate") == 1)
+    assert w.metric("ratehound_dlq_total", reason="not_json") == 1
+    assert w.metric("ratehound_events_total", outcome="rejected") == 4
+    assert w.proc.poll() is None  # still running
