@@ -27,6 +27,8 @@ SINK_PENDING = Gauge("ratehound_sink_pending", "Decisions waiting for a sink to 
 TRACKED = Gauge("ratehound_tracked_keys", "Keys with detector state", ["kind"], registry=REGISTRY)
 EVICTED = Counter("ratehound_evicted_keys_total", "Keys dropped because a cap was reached", ["kind"],
                   registry=REGISTRY)
+RESTORED = Counter("ratehound_state_restored_total", "Keys whose state was reloaded from a table snapshot",
+                   ["kind"], registry=REGISTRY)
 CONFIG = Gauge("ratehound_config_info", "Config version in force (value 1)", ["version"], registry=REGISTRY)
 BATCH = Histogram("ratehound_batch_events", "Events per processed batch",
                   buckets=(1, 10, 100, 500, 1000, 2000, 5000, 10000), registry=REGISTRY)

@@ -20,6 +20,7 @@ from detectors.accounts import AccountState
 from detectors.config import DetectorConfig
 from detectors.pipeline import AccountStage, GroupStage
 from detectors.policy import Policy
+from stream import metrics
 from stream.records import partition_of
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ class AccountPartitions:
             st.accounts.track_dirty = True
             if self.table is not None:
                 st.accounts.loader = self._loader()
-                meta = self._get(META + str(partition))
+                meta = self._get((META + str(partition)).encode())
                 if meta is not None:
                     start_ts, now = _dec.decode(meta)
                     st.start_ts, st.now = start_ts, now
@@ -86,7 +87,7 @@ class AccountPartitions:
                 send(p, META + str(p), _enc.encode([st.start_ts, st.now]))
         return n
 
-    def _get(self, key: str) -> bytes | None:
+    def _get(self, key: bytes) -> bytes | None:
         try:
             return self.table.data.get(key)  # type: ignore[union-attr]
         except Exception:  # noqa: BLE001 - a table that is still recovering answers nothing
@@ -94,8 +95,11 @@ class AccountPartitions:
 
     def _loader(self) -> Callable[[str], AccountState | None]:
         def load(account: str) -> AccountState | None:
-            raw = self._get(account)
-            return unpack_account(raw) if raw is not None else None
+            raw = self._get(account.encode())
+            if raw is None:
+                return None
+            metrics.RESTORED.labels("account").inc()
+            return unpack_account(raw)
 
         return load
 
