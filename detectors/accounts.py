@@ -15,6 +15,7 @@ from collections.abc import Callable
 from detectors.config import AccountConfig
 from detectors.rates import LN2
 
+EPISODE_GAP_S = 30.0
 H_SHORT, H_10, H_MID, H_LONG, H_TOKENS, H_PEAK = 2.0, 10.0, 60.0, 1800.0, 900.0, 6 * 3600.0
 _K_SHORT, _K_10, _K_MID, _K_LONG, _K_TOK, _K_PEAK = (LN2 / h for h in (H_SHORT, H_10, H_MID, H_LONG, H_TOKENS, H_PEAK))
 
@@ -32,7 +33,7 @@ class AccountState:
     __slots__ = (
         "first_ts", "last_ts", "created", "n", "c_short", "c_10", "c_mid", "c_long", "peak_mid",
         "out_tok", "in_tok", "last_net", "switches", "nets", "ia_mean", "ia_var", "flagged_until",
-        "scored_ts",
+        "scored_ts", "ep_start", "ep_n",
     )
 
     def __init__(self, first_ts: float, created: float | None):
@@ -50,10 +51,17 @@ class AccountState:
         self.ia_var = 0.0
         self.flagged_until = 0.0
         self.scored_ts = 0.0
+        # The current episode: requests since the last silence of EPISODE_GAP_S, and when it began.
+        self.ep_start = first_ts
+        self.ep_n = 0
 
     def update(self, ts: float, net: int, out_tok: int, in_tok: int, learn: bool) -> None:
         """Count one request; ``learn`` False freezes the baseline while the account is enforced."""
         dt = ts - self.last_ts
+        if dt > EPISODE_GAP_S or self.n == 0:
+            self.ep_start = ts
+            self.ep_n = 0
+        self.ep_n += 1
         if dt > 0.0:
             self.c_short = self.c_short * math.exp(-dt * _K_SHORT) + 1.0
             self.c_10 = self.c_10 * math.exp(-dt * _K_10) + 1.0
@@ -86,6 +94,10 @@ class AccountState:
 
     def rate_short(self) -> float:
         return self.c_short * _K_SHORT
+
+    def episode_rate(self) -> float:
+        """Requests per second since the account last woke up: exact from the first second of a burst."""
+        return self.ep_n / max(self.last_ts - self.ep_start, 0.5)
 
     def rate_10(self) -> float:
         return self.c_10 * _K_10

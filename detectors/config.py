@@ -33,6 +33,8 @@ class AccountConfig(_Strict):
     young_age_s: float = Field(3 * 86400.0, gt=0, description="accounts younger than this form the young cohort")
     old_age_s: float = Field(30 * 86400.0, gt=0, description="accounts older than this may be 'awakened' keys")
     burst_fast_rps: float = Field(12.0, gt=0, description="2-second rate that is a burst at once")
+    burst_episode_rps: float = Field(9.0, gt=0, description="rate since waking up that is a burst")
+    burst_episode_min_events: int = Field(30, ge=5, description="requests since waking up before that counts")
     burst_min_rps: float = Field(8.5, gt=0, description="10-second rate that is a burst when sustained")
     burst_ratio: float = Field(8.0, gt=1, description="short rate over the account's own baseline")
     burst_baseline_floor_rps: float = Field(0.1, gt=0)

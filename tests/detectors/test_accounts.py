@@ -15,8 +15,16 @@ from detectors.rates import LN2
 DAY = 86400.0
 
 
-def steady(s: AccountState, start: float, rps: float, seconds: float, net: int = 1, out_tok: int = 0,
-           in_tok: int = 0, learn: bool = True) -> float:
+def steady(
+    s: AccountState,
+    start: float,
+    rps: float,
+    seconds: float,
+    net: int = 1,
+    out_tok: int = 0,
+    in_tok: int = 0,
+    learn: bool = True,
+) -> float:
     n = int(seconds * rps)
     t = start
     for i in range(n):
@@ -89,8 +97,18 @@ def test_same_instant_events_count_without_decay():
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(st.floats(min_value=-1e6, max_value=1e6), st.integers(0, 10**6),
-                          st.integers(0, 10**6), st.booleans()), min_size=1, max_size=40))
+@given(
+    st.lists(
+        st.tuples(
+            st.floats(min_value=-1e6, max_value=1e6),
+            st.integers(0, 10**6),
+            st.integers(0, 10**6),
+            st.booleans(),
+        ),
+        min_size=1,
+        max_size=40,
+    )
+)
 def test_state_stays_finite_and_bounded_for_any_order(updates):
     s = AccountState(first_ts=0.0, created=None)
     for ts, out_tok, in_tok, learn in updates:
@@ -121,6 +139,19 @@ def test_peak_lags_so_a_burst_cannot_raise_its_own_baseline_at_once():
     steady(s, t + 1.0, 20.0, 3.0)
     assert s.rate_short() / max(s.baseline(1803.0), 0.1) > 8.0
     assert base == pytest.approx(0.2, rel=0.3)
+
+
+@pytest.mark.xfail(
+    reason="accounts.py AccountState.update: peak_mid = max(decayed peak, current c_mid * K_MID) on every "
+    "event, so the 'lagged' peak follows the burst itself and the baseline rises within seconds",
+    strict=True,
+)
+def test_burst_does_not_raise_its_own_baseline_within_seconds():
+    s = AccountState(first_ts=0.0, created=None)
+    t = steady(s, 0.0, 1.0, 1800.0)
+    before = s.baseline(1800.0)
+    steady(s, t + 1.0, 15.0, 5.0)
+    assert s.baseline(1806.0) <= 1.2 * before
 
 
 def test_long_rate_bias_correction():

@@ -84,7 +84,13 @@ def test_signup_bucket_groups_accounts_created_together():
 
 
 def cfg(**kw) -> ClusterConfig:
-    base = {"min_accounts": 4, "min_networks": 3, "max_network_share": 0.5, "window_s": 600.0, "max_clusters": 1000}
+    base = {
+        "min_accounts": 4,
+        "min_networks": 3,
+        "max_network_share": 0.5,
+        "window_s": 600.0,
+        "max_clusters": 1000,
+    }
     base.update(kw)
     return ClusterConfig(**base)
 
@@ -131,11 +137,16 @@ def test_not_flagged_when_one_network_holds_too_many():
     assert c.flagged
 
 
-@given(st.lists(st.tuples(st.integers(0, 30), st.integers(0, 6), st.booleans()), min_size=1, max_size=60),
-       st.integers(2, 8), st.integers(1, 6), st.sampled_from([0.3, 0.5, 0.8, 1.0]))
+@given(
+    st.lists(st.tuples(st.integers(0, 30), st.integers(0, 6), st.booleans()), min_size=1, max_size=60),
+    st.integers(2, 8),
+    st.integers(1, 6),
+    st.sampled_from([0.3, 0.5, 0.8, 1.0]),
+)
 def test_flag_matches_its_definition(members, min_accounts, min_networks, share):
-    t = ClusterTracker(cfg(min_accounts=min_accounts, min_networks=min_networks, max_network_share=share,
-                           window_s=1e9))
+    t = ClusterTracker(
+        cfg(min_accounts=min_accounts, min_networks=min_networks, max_network_share=share, window_s=1e9)
+    )
     last: dict[int, tuple[int, bool]] = {}
     for i, (acct, net, harvest) in enumerate(members):
         c = t.observe("k", f"a{acct}", ts=float(i), net=net, harvest=harvest)
@@ -144,8 +155,11 @@ def test_flag_matches_its_definition(members, min_accounts, min_networks, share)
     per_net: dict[int, int] = {}
     for net, _ in live:
         per_net[net] = per_net.get(net, 0) + 1
-    expected = (len(live) >= min_accounts and len(per_net) >= min_networks
-                and max(per_net.values()) / len(live) <= share)
+    expected = (
+        len(live) >= min_accounts
+        and len(per_net) >= min_networks
+        and max(per_net.values()) / len(live) <= share
+    )
     assert c.members_n == len(live)
     assert c.networks_n == len(per_net)
     assert c.flagged == expected

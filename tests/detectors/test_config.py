@@ -18,8 +18,15 @@ from detectors.config import (
 )
 
 KNOWN_RULES = {
-    "account_burst", "account_burst_extreme", "campaign_cluster", "cluster_review", "signup_cluster",
-    "proxy_harvester", "network_fanout", "network_takeover", "population_outlier",
+    "account_burst",
+    "account_burst_extreme",
+    "campaign_cluster",
+    "cluster_review",
+    "signup_cluster",
+    "proxy_harvester",
+    "network_fanout",
+    "network_takeover",
+    "population_outlier",
 }
 
 
@@ -66,10 +73,16 @@ def test_override_keeps_other_defaults():
         ({"event_time": {"max_lateness_s": 0}}, "event_time.max_lateness_s", "0"),
         ({"population": {"review_score": 2}}, "population.review_score", "2"),
         ({"policy": {"refresh_before_expiry_share": 1.0}}, "policy.refresh_before_expiry_share", "1.0"),
-        ({"policy": {"rules": {"campaign_cluster": {"action": "nuke", "ttl_s": 10}}}},
-         "policy.rules.campaign_cluster.action", "'nuke'"),
-        ({"policy": {"rules": {"campaign_cluster": {"action": "block", "ttl_s": 0}}}},
-         "policy.rules.campaign_cluster.ttl_s", "0"),
+        (
+            {"policy": {"rules": {"campaign_cluster": {"action": "nuke", "ttl_s": 10}}}},
+            "policy.rules.campaign_cluster.action",
+            "'nuke'",
+        ),
+        (
+            {"policy": {"rules": {"campaign_cluster": {"action": "block", "ttl_s": 0}}}},
+            "policy.rules.campaign_cluster.ttl_s",
+            "0",
+        ),
         ({"version": 5}, "version", "5"),
     ],
 )
@@ -94,8 +107,10 @@ def test_all_errors_are_reported_at_once():
     [
         ({"netwrok": {}}, "netwrok"),
         ({"network": {"min_acounts": 3}}, "network.min_acounts"),
-        ({"policy": {"rules": {"account_burst": {"action": "block", "ttl_s": 5, "colour": 1}}}},
-         "policy.rules.account_burst.colour"),
+        (
+            {"policy": {"rules": {"account_burst": {"action": "block", "ttl_s": 5, "colour": 1}}}},
+            "policy.rules.account_burst.colour",
+        ),
     ],
 )
 def test_unknown_keys_are_rejected(doc, path):
@@ -119,8 +134,9 @@ def test_unknown_rule_names_are_rejected():
 
 
 def test_allowlists_parse_from_lists():
-    cfg = parse_config({"policy": {"allow_accounts": ["a", "b"], "allow_asns": [64500],
-                                   "allow_networks": ["10.0.0.0/24"]}})
+    cfg = parse_config(
+        {"policy": {"allow_accounts": ["a", "b"], "allow_asns": [64500], "allow_networks": ["10.0.0.0/24"]}}
+    )
     assert cfg.policy.allow_accounts == frozenset({"a", "b"})
     assert cfg.policy.allow_asns == frozenset({64500})
     assert cfg.policy.allow_networks == frozenset({"10.0.0.0/24"})
@@ -132,8 +148,9 @@ def test_allowlists_parse_from_lists():
     strict=True,
 )
 def test_overriding_one_rule_keeps_the_other_rules():
-    cfg = parse_config({"policy": {"rules": {"account_burst": {"action": "throttle", "ttl_s": 300,
-                                                               "limit_rps": 1}}}})
+    cfg = parse_config(
+        {"policy": {"rules": {"account_burst": {"action": "throttle", "ttl_s": 300, "limit_rps": 1}}}}
+    )
     assert cfg.policy.rules["account_burst"].ttl_s == 300
     assert set(cfg.policy.rules) == KNOWN_RULES
 
@@ -162,12 +179,18 @@ def test_sub_configs_validate_on_their_own():
 
 def test_load_config_from_yaml(tmp_path):
     p = tmp_path / "thresholds.yaml"
-    p.write_text(yaml.safe_dump({
-        "version": "2026-11-23",
-        "network": {"min_accounts": 7, "ipv6_prefix": 56},
-        "policy": {"allow_accounts": ["vip"], "rules": {
-            name: {"action": "review", "ttl_s": 60.0} for name in sorted(KNOWN_RULES)}},
-    }))
+    p.write_text(
+        yaml.safe_dump(
+            {
+                "version": "2026-11-23",
+                "network": {"min_accounts": 7, "ipv6_prefix": 56},
+                "policy": {
+                    "allow_accounts": ["vip"],
+                    "rules": {name: {"action": "review", "ttl_s": 60.0} for name in sorted(KNOWN_RULES)},
+                },
+            }
+        )
+    )
     cfg = load_config(p)
     assert cfg.version == "2026-11-23"
     assert cfg.network.min_accounts == 7 and cfg.network.ipv6_prefix == 56

@@ -67,7 +67,8 @@ def test_ipv6_network_contains_the_address(addr, prefix):
 @given(st.text(alphabet="0123456789abcdef:.%/ ez", min_size=2, max_size=40) | st.ip_addresses().map(str))
 def test_every_address_the_decoder_accepts_has_a_network(ip):
     ok, _ = EventDecoder().decode(
-        b'{"event_id":"e","ts":1.0,"account_id":"a","ip":' + f'"{ip}"'.encode() + b"}", now=1.0)
+        b'{"event_id":"e","ts":1.0,"account_id":"a","ip":' + f'"{ip}"'.encode() + b"}", now=1.0
+    )
     if ok:
         for v4, v6 in ((24, 48), (16, 64)):
             net = NetworkKeys(v4, v6).network_of(ip)
@@ -105,8 +106,16 @@ def test_awakened_accounts_per_network_are_capped():
 def test_network_state_rates_and_shares():
     s = NetworkState(0.0)
     for i in range(60):
-        s.update(float(i), f"a{i % 6}", young=i % 2 == 0, flagged=i % 3 == 0, out_tok=300, in_tok=100,
-                 max_accounts=256, harvest=True)
+        s.update(
+            float(i),
+            f"a{i % 6}",
+            young=i % 2 == 0,
+            flagged=i % 3 == 0,
+            out_tok=300,
+            in_tok=100,
+            max_accounts=256,
+            harvest=True,
+        )
     ev = s.evidence(60.0, 300.0)
     assert ev["network_accounts"] == 6
     assert 0.5 < ev["network_rps"] < 1.5
@@ -142,8 +151,9 @@ def test_accounts_per_network_are_capped():
 def test_tracker_cap_on_networks():
     t = tracker(max_networks=1000)
     for i in range(3000):
-        t.observe(f"10.{i // 256}.{i % 256}.0/24", "a", ts=float(i), young=False, flagged=False, out_tok=0,
-                  in_tok=0)
+        t.observe(
+            f"10.{i // 256}.{i % 256}.0/24", "a", ts=float(i), young=False, flagged=False, out_tok=0, in_tok=0
+        )
         assert len(t) <= 1000
     assert t.evicted >= 2000
     assert "10.11.183.0/24" in t.networks  # the newest survives

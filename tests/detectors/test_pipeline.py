@@ -32,8 +32,17 @@ class Stream:
         kw.setdefault("output_tokens", 300)
         self.events.append(Event(event_id=f"ev{len(self.events)}", ts=ts, account_id=account, ip=ip, **kw))
 
-    def every(self, account: str, ip: str, start: float, end: float, period: float, jitter: float = 0.0,
-              rng: random.Random | None = None, **kw) -> None:
+    def every(
+        self,
+        account: str,
+        ip: str,
+        start: float,
+        end: float,
+        period: float,
+        jitter: float = 0.0,
+        rng: random.Random | None = None,
+        **kw,
+    ) -> None:
         t = start
         while t < end:
             self.add(t, account, ip, **kw)
@@ -43,8 +52,16 @@ class Stream:
         """A few ordinary people, so the detector has been watching from `start`."""
         rng = random.Random(99)
         for i in range(people):
-            self.every(f"person{i}", f"192.0.2.{10 + i}", start + i, end, 45.0, jitter=20.0, rng=rng,
-                       account_created_ts=OLD - i * DAY)
+            self.every(
+                f"person{i}",
+                f"192.0.2.{10 + i}",
+                start + i,
+                end,
+                45.0,
+                jitter=20.0,
+                rng=rng,
+                account_created_ts=OLD - i * DAY,
+            )
 
     def sorted(self) -> list[Event]:
         return sorted(self.events, key=lambda e: e.ts)
@@ -80,13 +97,50 @@ def test_old_quiet_account_bursting_is_throttled_within_seconds():
     mine = on(decisions, "quiet")
     assert mine, decisions
     first = mine[0]
-    assert first.reason == "account_burst" and first.action == "throttle"
+    # From one request a minute to 20/s is far beyond burst_block_ratio: blocked at once.
+    assert first.reason in ("account_burst", "account_burst_extreme") and first.action in ENFORCING
     assert onset <= first.ts <= onset + 5.0
-    assert first.limit_rps is not None and first.expires_at == first.ts + first.ttl_s
+    assert first.expires_at == first.ts + first.ttl_s
     assert first.evidence["rate_rps"] >= 8.0 and first.evidence["ratio"] >= 8.0
-    # Kept up at 20/s it turns into a block, and nobody else is touched.
     assert {d.reason for d in mine} <= {"account_burst", "account_burst_extreme"}
     assert all(d.key == "quiet" for d in decisions)
+
+
+def test_burst_within_the_block_ratio_is_throttled_first():
+    # An account already busy at 0.5/s jumping to 20/s: a burst, but under burst_block_ratio of its baseline.
+    onset = T0 + 1200.0
+    s = Stream()
+    s.background(T0, onset + 120.0)
+    s.every("steady", "198.51.100.7", T0 + 5.0, onset, 2.0, account_created_ts=OLD)
+    s.every("steady", "198.51.100.7", onset, onset + 60.0, 1 / 20, account_created_ts=OLD)
+    decisions, _ = run(s.sorted())
+    mine = on(decisions, "steady")
+    assert mine
+    first = mine[0]
+    assert (first.reason, first.action) == ("account_burst", "throttle")
+    assert onset <= first.ts <= onset + 5.0
+    acfg = DetectorConfig().account
+    assert acfg.burst_ratio <= first.evidence["ratio"] < acfg.burst_block_ratio
+    assert first.limit_rps == PolicyConfig().rules["account_burst"].limit_rps
+    assert decisions == mine
+
+
+@pytest.mark.xfail(
+    reason="accounts.py AccountState.update: peak_mid takes the current 60 s rate on every event, so it does "
+    "not lag and a burst raises its own baseline within seconds: 1/s -> 15/s (15x, over burst_fast_rps) "
+    "never reaches burst_ratio",
+    strict=True,
+)
+def test_steady_account_bursting_fifteen_fold_is_flagged():
+    onset = T0 + 1200.0
+    s = Stream()
+    s.background(T0, onset + 120.0)
+    s.every("steady", "198.51.100.7", T0 + 5.0, onset, 1.0, account_created_ts=OLD)
+    s.every("steady", "198.51.100.7", onset, onset + 60.0, 1 / 15, account_created_ts=OLD)
+    decisions, _ = run(s.sorted())
+    mine = on(decisions, "steady")
+    assert mine and mine[0].reason in ("account_burst", "account_burst_extreme")
+    assert mine[0].ts <= onset + 10.0
 
 
 def test_burst_right_after_start_up_is_not_judged_without_a_baseline():
@@ -117,9 +171,20 @@ def campaign_stream(n: int = 30) -> Stream:
     s.background(T0, T0 + 900.0)
     for i in range(n):
         start = T0 + 60.0 + i * 7.0
-        s.every(f"young{i}", f"10.{i}.{i}.{i + 1}", start, T0 + 900.0, 20.0, jitter=5.0, rng=rng,
-                account_created_ts=T0 - 3600.0, payment_fp="pay_shared", input_tokens=40, output_tokens=2000,
-                user_agent=f"python-requests/2.{i}")
+        s.every(
+            f"young{i}",
+            f"10.{i}.{i}.{i + 1}",
+            start,
+            T0 + 900.0,
+            20.0,
+            jitter=5.0,
+            rng=rng,
+            account_created_ts=T0 - 3600.0,
+            payment_fp="pay_shared",
+            input_tokens=40,
+            output_tokens=2000,
+            user_agent=f"python-requests/2.{i}",
+        )
     return s
 
 
@@ -134,8 +199,15 @@ def test_young_accounts_sharing_payment_from_many_networks_are_blocked():
 
 def test_campaign_joiner_is_caught_on_its_first_request():
     s = campaign_stream()
-    s.add(T0 + 800.0, "latecomer", "172.16.9.9", account_created_ts=T0 - 600.0, payment_fp="pay_shared",
-          input_tokens=40, output_tokens=2000)
+    s.add(
+        T0 + 800.0,
+        "latecomer",
+        "172.16.9.9",
+        account_created_ts=T0 - 600.0,
+        payment_fp="pay_shared",
+        input_tokens=40,
+        output_tokens=2000,
+    )
     decisions, _ = run(s.sorted())
     late = on(decisions, "latecomer")
     assert [(d.ts, d.reason, d.action) for d in late] == [(T0 + 800.0, "campaign_cluster", "block")]
@@ -144,8 +216,17 @@ def test_campaign_joiner_is_caught_on_its_first_request():
 def test_young_accounts_sharing_payment_but_not_harvesting_are_only_reviewed():
     s = Stream()
     for i in range(10):
-        s.every(f"young{i}", f"10.{i}.0.1", T0 + i, T0 + 600.0, 30.0, account_created_ts=T0 - 3600.0,
-                payment_fp="pay_family", input_tokens=400, output_tokens=300)
+        s.every(
+            f"young{i}",
+            f"10.{i}.0.1",
+            T0 + i,
+            T0 + 600.0,
+            30.0,
+            account_created_ts=T0 - 3600.0,
+            payment_fp="pay_family",
+            input_tokens=400,
+            output_tokens=300,
+        )
     decisions, _ = run(s.sorted())
     assert decisions
     assert {(d.reason, d.action) for d in decisions} == {("cluster_review", "review")}
@@ -156,9 +237,20 @@ def hackathon_stream() -> Stream:
     s = Stream()
     s.background(T0, T0 + 1800.0)
     for i in range(25):
-        s.every(f"hacker{i}", "198.18.0.20", T0 + 300.0 + i * 3, T0 + 1800.0, 40.0, jitter=15.0, rng=rng,
-                account_created_ts=T0 - 1800.0 + i, prompt_fp="0123456789abcdef", user_agent="tutorial-sdk/1.0",
-                input_tokens=300, output_tokens=350)
+        s.every(
+            f"hacker{i}",
+            "198.18.0.20",
+            T0 + 300.0 + i * 3,
+            T0 + 1800.0,
+            40.0,
+            jitter=15.0,
+            rng=rng,
+            account_created_ts=T0 - 1800.0 + i,
+            prompt_fp="0123456789abcdef",
+            user_agent="tutorial-sdk/1.0",
+            input_tokens=300,
+            output_tokens=350,
+        )
     return s
 
 
@@ -173,8 +265,18 @@ def compromised_stream(onset: float = T0 + 900.0, keys: int = 15) -> Stream:
     s = Stream()
     s.background(T0, onset + 400.0, people=10)
     for i in range(keys):
-        s.every(f"victim{i}", f"203.0.113.{i + 1}", onset + rng.uniform(0, 30), onset + 300.0, 1.0, jitter=0.2,
-                rng=rng, account_created_ts=OLD + i * DAY, input_tokens=100, output_tokens=400)
+        s.every(
+            f"victim{i}",
+            f"203.0.113.{i + 1}",
+            onset + rng.uniform(0, 30),
+            onset + 300.0,
+            1.0,
+            jitter=0.2,
+            rng=rng,
+            account_created_ts=OLD + i * DAY,
+            input_tokens=100,
+            output_tokens=400,
+        )
     return s
 
 
@@ -189,6 +291,67 @@ def test_compromised_keys_waking_up_on_one_network_are_blocked():
     assert on(decisions, "person") == []
     ev = next(d.evidence for d in victims if d.reason == "network_fanout")
     assert ev["network_awakened_accounts"] >= DetectorConfig().network.min_accounts
+    # The network itself, wholly taken over, is blocked in CIDR form.
+    nets = [(d.key, d.reason) for d in decisions if d.scope == "network"]
+    assert nets == [("203.0.113.0/24", "network_takeover")]
+
+
+def test_compromised_keys_with_sparse_earlier_use_are_blocked():
+    rng = random.Random(4)
+    onset = T0 + 1200.0
+    s = Stream()
+    s.background(T0, onset + 400.0, people=10)
+    for i in range(15):
+        created = OLD + i * DAY
+        # Their owners used them now and then, from home.
+        s.every(
+            f"victim{i}",
+            f"100.{64 + i}.{i}.7",
+            T0 + rng.uniform(0, 300),
+            onset - 10.0,
+            300.0,
+            account_created_ts=created,
+        )
+        s.every(
+            f"victim{i}",
+            f"203.0.113.{i + 1}",
+            onset + rng.uniform(0, 30),
+            onset + 300.0,
+            1.0,
+            jitter=0.2,
+            rng=rng,
+            account_created_ts=created,
+        )
+    decisions, _ = run(s.sorted())
+    fanout = {d.key for d in on(decisions, "victim") if d.reason == "network_fanout"}
+    assert len(fanout) >= 12
+    assert on(decisions, "person") == []
+
+
+def test_allowlisted_network_gets_no_network_decision():
+    cfg = DetectorConfig(policy=PolicyConfig(allow_networks=frozenset({"203.0.113.0/24"})))
+    decisions, _ = run(compromised_stream().sorted(), cfg)
+    assert [d for d in decisions if d.scope == "network"] == []
+    assert on(decisions, "victim")  # the accounts themselves are not allowlisted
+
+
+def test_corporate_nat_of_old_accounts_at_human_pace_is_not_flagged():
+    rng = random.Random(6)
+    s = Stream()
+    s.background(T0, T0 + 2400.0)
+    for i in range(40):
+        t = T0 + rng.uniform(0, 120)
+        while t < T0 + 2400.0:
+            for k in range(rng.randint(1, 4)):  # a short session of quick requests
+                s.add(
+                    t + k * rng.uniform(1, 4),
+                    f"staff{i}",
+                    f"198.51.100.{1 + i % 2}",
+                    account_created_ts=OLD + i * DAY,
+                )
+            t += rng.expovariate(1 / 120.0)
+    decisions, _ = run(s.sorted())
+    assert decisions == []
 
 
 def test_old_accounts_spread_over_many_networks_are_not_a_fanout():
@@ -236,13 +399,22 @@ def test_late_events_beyond_max_lateness_are_rejected():
 def test_decisions_come_out_in_ts_order():
     s = compromised_stream()
     for e in campaign_stream().events:
-        s.add(e.ts + 600.0, e.account_id, e.ip, account_created_ts=e.account_created_ts + 600.0,
-              payment_fp=e.payment_fp, input_tokens=40, output_tokens=2000)
+        s.add(
+            e.ts + 600.0,
+            e.account_id,
+            e.ip,
+            account_created_ts=e.account_created_ts + 600.0,
+            payment_fp=e.payment_fp,
+            input_tokens=40,
+            output_tokens=2000,
+        )
     for e in burst_stream(T0 + 1000.0).events:
         if e.account_id == "quiet":
             s.add(e.ts, e.account_id, e.ip, account_created_ts=OLD)
     decisions, _ = run(s.sorted())
-    assert {d.reason for d in decisions} >= {"network_fanout", "campaign_cluster", "account_burst"}
+    reasons = {d.reason for d in decisions}
+    assert reasons >= {"network_fanout", "campaign_cluster"}
+    assert reasons & {"account_burst", "account_burst_extreme"}
     assert_sorted(decisions)
 
 
@@ -263,14 +435,17 @@ def test_shadow_rule_reviews_without_enforcing():
 
 def test_determinism_on_hand_built_streams():
     events = compromised_stream().sorted() + [
-        msgspec.structs.replace(e, ts=e.ts + 2000.0) for e in campaign_stream().sorted()]
+        msgspec.structs.replace(e, ts=e.ts + 2000.0) for e in campaign_stream().sorted()
+    ]
     a, _ = run(events)
     b, _ = run(events)
     assert a and [encode_decision(d) for d in a] == [encode_decision(d) for d in b]
 
 
 def test_group_keys():
-    o = Observation(T0, "a", "10.0.0.0/24", 1, 64500, True, True, 0.0, 10, 1, T0 - 60, "ua", None, "pay", 3.0, 1)
+    o = Observation(
+        T0, "a", "10.0.0.0/24", 1, 64500, True, True, 0.0, 10, 1, T0 - 60, "ua", None, "pay", 3.0, 1
+    )
     cfg = DetectorConfig().cluster
     assert group_keys(o, cfg)[:2] == ["10.0.0.0/24", asn_key(64500)]
     assert "pay:pay" in group_keys(o, cfg)
@@ -302,12 +477,26 @@ def test_group_stage_owns_only_its_share():
 def test_decisions_do_not_depend_on_batch_size():
     s = Stream()
     for i in range(6):
-        s.add(T0 + i, f"member{i}", f"10.{i}.0.1", account_created_ts=T0 - 600.0, payment_fp="pay_x",
-              input_tokens=40, output_tokens=2000)
+        s.add(
+            T0 + i,
+            f"member{i}",
+            f"10.{i}.0.1",
+            account_created_ts=T0 - 600.0,
+            payment_fp="pay_x",
+            input_tokens=40,
+            output_tokens=2000,
+        )
     # member6 joins the campaign at T0+10, then rotates exits and becomes a proxy harvester at T0+13.
     for j, ip in enumerate(["10.6.0.1", "10.7.0.1", "10.8.0.1", "10.9.0.1"]):
-        s.add(T0 + 10.0 + j, "member6", ip, account_created_ts=T0 - 600.0, payment_fp="pay_x",
-              input_tokens=40, output_tokens=2000)
+        s.add(
+            T0 + 10.0 + j,
+            "member6",
+            ip,
+            account_created_ts=T0 - 600.0,
+            payment_fp="pay_x",
+            input_tokens=40,
+            output_tokens=2000,
+        )
     events = s.sorted()
     whole, _ = run(events)
     det = Detector(DetectorConfig())
@@ -329,6 +518,12 @@ def simulated(name: str, seed: int = 3) -> tuple[tuple[Event, ...], dict]:
     return events, sim.labels()["accounts"]
 
 
+@cache
+def detected(name: str) -> tuple[tuple[Decision, ...], tuple]:
+    decisions, rejects = run(list(simulated(name)[0]))
+    return tuple(decisions), tuple(rejects)
+
+
 def label(labels: dict, d: Decision) -> str:
     lab = labels.get(d.key, {})
     return f"{lab.get('label')}:{lab.get('group')}"
@@ -336,9 +531,9 @@ def label(labels: dict, d: Decision) -> str:
 
 @pytest.mark.parametrize("name", ["benign", "mixed", "hydra", "surge"])
 def test_simulated_scenarios_spare_benign_accounts(name):
-    events, labels = simulated(name)
-    decisions, rejects = run(list(events))
-    assert rejects == []
+    labels = simulated(name)[1]
+    decisions, rejects = detected(name)
+    assert rejects == ()
     assert_sorted(decisions)
     hit = Counter(label(labels, d) for d in decisions if d.action in ENFORCING and d.scope == "account")
     assert not [g for g in hit if g.startswith("benign")], hit
@@ -347,15 +542,14 @@ def test_simulated_scenarios_spare_benign_accounts(name):
 
 @pytest.mark.parametrize("name", ["mixed", "hydra"])
 def test_simulated_hydra_is_blocked(name):
-    events, labels = simulated(name)
-    decisions, _ = run(list(events))
+    labels = simulated(name)[1]
+    decisions, _ = detected(name)
     hydra = {d.key for d in decisions if d.action == "block" and label(labels, d) == "attack:hydra"}
     attackers = {k for k, v in labels.items() if v["group"] == "hydra"}
     assert len(hydra) >= 0.2 * len(attackers)
 
 
 def test_simulated_run_is_deterministic():
-    events, _ = simulated("mixed")
-    a, _ = run(list(events))
-    b, _ = run(list(events))
+    a, _ = detected("mixed")
+    b, _ = run(list(simulated("mixed")[0]))
     assert a and [encode_decision(d) for d in a] == [encode_decision(d) for d in b]

@@ -34,7 +34,9 @@ KEYS = {
 ALLOWLISTED = {("account", "vip"), ("network", "10.0.0.0/24"), ("asn", "64500")}
 
 
-def decide(p: Policy, scope="account", key="a1", rule="campaign_cluster", ts=1000.0, score=0.5, evidence=None):
+def decide(
+    p: Policy, scope="account", key="a1", rule="campaign_cluster", ts=1000.0, score=0.5, evidence=None
+):
     return p.decide(scope, key, rule, ts=ts, score=score, evidence=evidence or {})
 
 
@@ -45,7 +47,13 @@ def test_decision_has_contract_fields_and_absolute_expiry():
     p = Policy(CFG, version="v9")
     d = decide(p, rule="account_burst", ts=1234.5, score=0.123456, evidence={"ratio": 9.0})
     assert isinstance(d, Decision)
-    assert (d.ts, d.scope, d.key, d.action, d.reason) == (1234.5, "account", "a1", "throttle", "account_burst")
+    assert (d.ts, d.scope, d.key, d.action, d.reason) == (
+        1234.5,
+        "account",
+        "a1",
+        "throttle",
+        "account_burst",
+    )
     assert d.ttl_s == 600.0 and d.expires_at == 1234.5 + 600.0
     assert d.limit_rps == 0.2 and d.score == 0.1235 and d.evidence == {"ratio": 9.0}
     assert d.config_version == "v9" and d.shadow is False
@@ -214,7 +222,8 @@ def test_policy_invariants(ops):
             if strength(action) == cur[0]:
                 assert cur[1] - ts > SHARE * min(cur[2], rc.ttl_s)
         assert p.in_force(scope, key, ts) == (
-            (scope, key) in in_force and in_force[(scope, key)][0] >= strength("throttle")
+            (scope, key) in in_force
+            and in_force[(scope, key)][0] >= strength("throttle")
             and in_force[(scope, key)][1] > ts
         )
 
@@ -228,8 +237,11 @@ def test_policy_is_deterministic(ops):
         out = []
         for kind, (scope, key), rule, dt in ops:
             ts += dt
-            d = (p.allow(scope, key, ts, 60.0, "manual") if kind == "allow"
-                 else p.decide(scope, key, rule, ts, 0.5, {}))
+            d = (
+                p.allow(scope, key, ts, 60.0, "manual")
+                if kind == "allow"
+                else p.decide(scope, key, rule, ts, 0.5, {})
+            )
             if d is not None:
                 out.append(encode_decision(d))
         return out

@@ -21,8 +21,19 @@ def in_unit(x: float) -> bool:
     return isinstance(x, float) and math.isfinite(x) and 0.0 <= x <= 1.0
 
 
-@pytest.mark.parametrize("x, expected", [(0.0, 0.0), (-5.0, 0.0), (math.nan, 0.0), (math.inf, 1.0),
-                                         (-math.inf, 0.0), (1e-9, 0.0), (1e9, 1.0), (10.0, 0.5)])
+@pytest.mark.parametrize(
+    "x, expected",
+    [
+        (0.0, 0.0),
+        (-5.0, 0.0),
+        (math.nan, 0.0),
+        (math.inf, 1.0),
+        (-math.inf, 0.0),
+        (1e-9, 0.0),
+        (1e9, 1.0),
+        (10.0, 0.5),
+    ],
+)
 def test_unit_log(x, expected):
     assert _unit_log(x, 0.0, 2.0) == pytest.approx(expected)
 
@@ -65,11 +76,20 @@ def test_features_in_unit_cube_for_any_floats(rs, rm, base, harvest, switch, cv,
         assert in_unit(v), (k, v)
 
 
-@pytest.mark.xfail(reason="population.py features(): NaN switch_share / timing_cv come out as NaN", strict=True)
+@pytest.mark.xfail(
+    reason="population.py features(): NaN switch_share / timing_cv come out as NaN", strict=True
+)
 @pytest.mark.parametrize("which", ["switch_share", "timing_cv"])
 def test_features_nan_switch_share_and_timing_cv(which):
-    args = {"rate_short": 1.0, "rate_mid": 1.0, "baseline": 1.0, "harvest": 1.0, "switch_share": 0.0,
-            "timing_cv": 1.0, "age_s": 1e6}
+    args = {
+        "rate_short": 1.0,
+        "rate_mid": 1.0,
+        "baseline": 1.0,
+        "harvest": 1.0,
+        "switch_share": 0.0,
+        "timing_cv": 1.0,
+        "age_s": 1e6,
+    }
     args[which] = math.nan
     f = features(**args)
     assert in_unit(f[which])
