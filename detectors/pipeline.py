@@ -291,8 +291,10 @@ class Detector:
     ...              account_created_ts=0.0) for i in range(200)]
     >>> quiet = [Event(event_id="q", ts=0.0 + 1.0, account_id="other", ip="192.0.2.1")]
     >>> decisions, rejects = det.process(quiet + evs)
-    >>> [(d.scope, d.key, d.action, d.reason) for d in decisions]   # throttled, then blocked as it goes on
-    [('account', 'old', 'throttle', 'account_burst'), ('account', 'old', 'block', 'account_burst_extreme')]
+    >>> [(d.scope, d.key, d.action, d.reason) for d in decisions]   # 20/s from a quiet account
+    [('account', 'old', 'block', 'account_burst_extreme')]
+    >>> decisions[0].ts - evs[0].ts < 3.0                                # within seconds of its start
+    True
     """
 
     def __init__(self, cfg: DetectorConfig):
