@@ -33,7 +33,7 @@ class AccountState:
     __slots__ = (
         "first_ts", "last_ts", "created", "n", "c_short", "c_10", "c_mid", "c_long", "peak_mid",
         "out_tok", "in_tok", "last_net", "switches", "nets", "ia_mean", "ia_var", "flagged_until",
-        "scored_ts", "ep_start", "ep_n",
+        "scored_ts", "ep_start", "ep_n", "mid_lag", "mid_lag_ts",
     )
 
     def __init__(self, first_ts: float, created: float | None):
@@ -54,6 +54,9 @@ class AccountState:
         # The current episode: requests since the last silence of EPISODE_GAP_S, and when it began.
         self.ep_start = first_ts
         self.ep_n = 0
+        # The 60 s rate as it was at mid_lag_ts: the peak learns only rates at least a minute old.
+        self.mid_lag = 0.0
+        self.mid_lag_ts = first_ts
 
     def update(self, ts: float, net: int, out_tok: int, in_tok: int, learn: bool) -> None:
         """Count one request; ``learn`` False freezes the baseline while the account is enforced."""
@@ -71,8 +74,13 @@ class AccountState:
             self.in_tok = self.in_tok * f_tok + in_tok
             if learn:
                 self.c_long = self.c_long * math.exp(-dt * _K_LONG) + 1.0
-                # The peak lags (60 s window), so a burst cannot raise its own baseline in time.
-                self.peak_mid = max(self.peak_mid * math.exp(-dt * _K_PEAK), self.c_mid * _K_MID)
+                self.peak_mid *= math.exp(-dt * _K_PEAK)
+                # The peak takes the 60 s rate of a minute ago: a burst cannot raise its own baseline in time.
+                if ts - self.mid_lag_ts >= H_MID:
+                    if self.mid_lag > self.peak_mid:
+                        self.peak_mid = self.mid_lag
+                    self.mid_lag = self.c_mid * _K_MID
+                    self.mid_lag_ts = ts
             lg = math.log(dt + 0.05)
             d = lg - self.ia_mean
             self.ia_mean += 0.2 * d

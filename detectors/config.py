@@ -7,11 +7,12 @@ restates them for SREs). Errors name the field and the value, e.g.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 Action = Literal["throttle", "block", "review"]
 
@@ -77,7 +78,6 @@ class NetworkConfig(_Strict):
     ipv6_prefix: int = Field(48, ge=16, le=128)
     window_s: float = Field(300.0, gt=0)
     awakened_min_rps: float = Field(0.4, gt=0, description="10-second rate of an awakened account")
-    awakened_quiet_s: float = Field(600.0, ge=0, description="watched this long before its first request")
     min_accounts: int = Field(5, ge=1, description="awakened accounts on one network")
     takeover_share: float = Field(0.9, gt=0, le=1, description="share of a network's events from flagged accounts")
     takeover_min_accounts: int = Field(10, ge=1)
@@ -123,6 +123,28 @@ class PolicyConfig(_Strict):
     allow_accounts: frozenset[str] = frozenset()
     allow_networks: frozenset[str] = frozenset()
     allow_asns: frozenset[int] = frozenset()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _rules_over_defaults(cls, data: Any) -> Any:
+        """A file names only the rules it changes; the others keep their defaults."""
+        if isinstance(data, dict) and isinstance(data.get("rules"), dict):
+            merged: dict[str, Any] = {k: v.model_dump() for k, v in _default_rules().items()}
+            for name, rule in data["rules"].items():
+                merged[name] = {**merged.get(name, {}), **rule} if isinstance(rule, dict) else rule
+            data = {**data, "rules": merged}
+        return data
+
+    @field_validator("allow_networks")
+    @classmethod
+    def _canonical_networks(cls, nets: frozenset[str]) -> frozenset[str]:
+        out = set()
+        for n in nets:
+            try:
+                out.add(str(ipaddress.ip_network(n, strict=True)))
+            except ValueError as exc:
+                raise ValueError(f"{n!r} is not a network in CIDR form ({exc})") from None
+        return frozenset(out)
 
     @model_validator(mode="after")
     def _known_rules(self) -> PolicyConfig:

@@ -42,6 +42,9 @@ class NetworkKeys:
         """The network and a stable 32-bit id of it (the same in every process)."""
         hit = self._cache.get(ip)
         if hit is None:
+            if ip[:7].lower() == "::ffff:" and "." in ip:  # an IPv4 client seen through a dual-stack socket
+                hit = self._cache[ip] = self.lookup(ip[7:])
+                return hit
             if ":" not in ip and self.v4 == 24:
                 net = ip[: ip.rfind(".")] + ".0/24"
             else:

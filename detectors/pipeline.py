@@ -86,103 +86,110 @@ class AccountStage:
         obs: list[Observation] = []
         decisions: list[Decision] = []
         rejects: list[Reject] = []
+        one = self.process_one
+        for ev in events:
+            o = one(ev, decisions, rejects)
+            if o is not None:
+                obs.append(o)
+        return obs, decisions, rejects
+
+    def process_one(self, ev: Event, decisions: list[Decision], rejects: list[Reject]) -> Observation | None:
+        """One event: its account's statistics and rules; the observation for the group stage, if valid."""
         acfg = self.cfg.account
         pcfg = self.cfg.proxy
         ncfg = self.cfg.network
         lateness = self.cfg.event_time.max_lateness_s
         young_age, old_age = acfg.young_age_s, acfg.old_age_s
         decide = self.policy.decide
-        for ev in events:
-            ts = ev.ts
-            if ts < self.now - lateness:
-                rejects.append(Reject("late", f"ts={ts} is {self.now - ts:.0f}s behind detector time",
-                                      encode_event(ev)))
-                continue
-            if self.recent.seen(ev.event_id):
-                self.duplicates += 1
-                continue
-            if self.start_ts is None:
-                self.start_ts = ts
-            if ts > self.now:
-                self.now = ts
-                if ts >= self._next_expiry:
-                    self._expire(ts)
-            acct = ev.account_id
-            net, net_id = self.netkeys.lookup(ev.ip)
-            created = ev.account_created_ts
-            s = self.accounts.get_or_create(acct, ts, created)
-            out_tok = ev.output_tokens or 0
-            in_tok = ev.input_tokens or 0
-            s.update(ts, net_id, out_tok, in_tok, learn=ts >= s.flagged_until)
-            age = s.age(ts)
-            young = age < young_age
-            harvest_ratio = s.harvest_ratio()
+        ts = ev.ts
+        if ts < self.now - lateness:
+            rejects.append(Reject("late", f"ts={ts} is {self.now - ts:.0f}s behind detector time",
+                                  encode_event(ev)))
+            return None
+        if self.recent.seen(ev.event_id):
+            self.duplicates += 1
+            return None
+        if self.start_ts is None:
+            self.start_ts = ts
+        if ts > self.now:
+            self.now = ts
+            if ts >= self._next_expiry:
+                self._expire(ts)
+        acct = ev.account_id
+        net, net_id = self.netkeys.lookup(ev.ip)
+        created = ev.account_created_ts
+        s = self.accounts.get_or_create(acct, ts, created)
+        out_tok = ev.output_tokens or 0
+        in_tok = ev.input_tokens or 0
+        s.update(ts, net_id, out_tok, in_tok, learn=ts >= s.flagged_until)
+        age = s.age(ts)
+        young = age < young_age
+        harvest_ratio = s.harvest_ratio()
 
-            # A burst: a rate far above the account's own baseline, once that baseline is credible.
-            # Two windows: 2 s catches a steep jump at once, 10 s a sustained one that noise never fakes.
-            rs = s.rate_short()
-            r10 = s.rate_10()
-            # ...and a third: the exact rate since a quiet account woke up, once enough requests are in.
-            re = s.episode_rate() if s.ep_n >= acfg.burst_episode_min_events else 0.0
-            if rs >= acfg.burst_fast_rps or r10 >= acfg.burst_min_rps or re >= acfg.burst_episode_rps:
-                observed = ts - max(self.start_ts, s.created if s.created == s.created else self.start_ts)
-                if observed >= acfg.burst_min_observed_s:
-                    base = max(acfg.burst_baseline_floor_rps, s.baseline(observed))
-                    rate_now = max(rs if rs >= acfg.burst_fast_rps else 0.0, r10,
-                                   re if re >= acfg.burst_episode_rps else 0.0)
-                    ratio = rate_now / base
-                    if ratio >= acfg.burst_ratio:
-                        rule = ("account_burst_extreme" if ratio >= acfg.burst_block_ratio
-                                and rate_now >= acfg.burst_episode_rps else "account_burst")
-                        d = decide("account", acct, rule, ts, min(1.0, ratio / (2 * acfg.burst_block_ratio)),
-                                   {"rate_rps": round(rate_now, 2), "baseline_rps": round(base, 3),
-                                    "ratio": round(ratio, 1), "observed_s": round(observed)})
-                        self._flag(s, rule, ts)
-                        if d is not None:
-                            decisions.append(d)
-
-            # A young account harvesting long answers through rotating exits (proxy), no fingerprint needed.
-            if (young and s.n >= pcfg.min_events and harvest_ratio >= acfg.harvest_ratio
-                    and s.distinct_networks() >= pcfg.min_networks and s.switch_share() >= pcfg.min_switch_share):
-                d = decide("account", acct, "proxy_harvester", ts, min(1.0, harvest_ratio / 5),
-                           {"harvest_ratio": round(harvest_ratio, 2), "networks": s.distinct_networks(),
-                            "switch_share": round(s.switch_share(), 2), "age_s": round(age),
-                            "events": s.n})
-                self._flag(s, "proxy_harvester", ts)
-                if d is not None:
-                    decisions.append(d)
-
-            if self.population is not None and ts - s.scored_ts >= self.cfg.population.score_every_s and s.n >= 3:
-                s.scored_ts = ts
-                x = features(rs, s.rate_mid(), s.baseline(ts - self.start_ts), harvest_ratio, s.switch_share(),
-                             s.timing_cv(), age)
-                score = self.population.score_one(x)
-                self.population.learn_one(x)
-                if score >= self.cfg.population.review_score:
-                    d = decide("account", acct, "population_outlier", ts, score,
-                               {k: round(v, 3) for k, v in x.items()})
+        # A burst: a rate far above the account's own baseline, once that baseline is credible.
+        # Two windows: 2 s catches a steep jump at once, 10 s a sustained one that noise never fakes.
+        rs = s.rate_short()
+        r10 = s.rate_10()
+        # ...and a third: the exact rate since a quiet account woke up, once enough requests are in.
+        re = s.episode_rate() if s.ep_n >= acfg.burst_episode_min_events else 0.0
+        if rs >= acfg.burst_fast_rps or r10 >= acfg.burst_min_rps or re >= acfg.burst_episode_rps:
+            observed = ts - max(self.start_ts, s.created if s.created == s.created else self.start_ts)
+            if observed >= acfg.burst_min_observed_s:
+                base = max(acfg.burst_baseline_floor_rps, s.baseline(observed))
+                rate_now = max(rs if rs >= acfg.burst_fast_rps else 0.0, r10,
+                               re if re >= acfg.burst_episode_rps else 0.0)
+                ratio = rate_now / base
+                if ratio >= acfg.burst_ratio:
+                    rule = ("account_burst_extreme" if ratio >= acfg.burst_block_ratio
+                            and rate_now >= acfg.burst_episode_rps else "account_burst")
+                    d = decide("account", acct, rule, ts, min(1.0, ratio / (2 * acfg.burst_block_ratio)),
+                               {"rate_rps": round(rate_now, 2), "baseline_rps": round(base, 3),
+                                "ratio": round(ratio, 1), "observed_s": round(observed)})
+                    self._flag(s, rule, ts)
                     if d is not None:
                         decisions.append(d)
 
-            # Awakened: an old account whose 10 s rate jumped far above its own credible baseline. It stays
-            # awakened (and its baseline frozen) for a while, so the network has time to count its peers.
-            awakened_rps = 0.0
-            if age >= old_age and r10 >= ncfg.awakened_min_rps:
-                if ts < s.flagged_until:
+        # A young account harvesting long answers through rotating exits (proxy), no fingerprint needed.
+        if (young and s.n >= pcfg.min_events and harvest_ratio >= acfg.harvest_ratio
+                and s.distinct_networks() >= pcfg.min_networks and s.switch_share() >= pcfg.min_switch_share):
+            d = decide("account", acct, "proxy_harvester", ts, min(1.0, harvest_ratio / 5),
+                       {"harvest_ratio": round(harvest_ratio, 2), "networks": s.distinct_networks(),
+                        "switch_share": round(s.switch_share(), 2), "age_s": round(age),
+                        "events": s.n})
+            self._flag(s, "proxy_harvester", ts)
+            if d is not None:
+                decisions.append(d)
+
+        if self.population is not None and ts - s.scored_ts >= self.cfg.population.score_every_s and s.n >= 3:
+            s.scored_ts = ts
+            x = features(rs, s.rate_mid(), s.baseline(ts - self.start_ts), harvest_ratio, s.switch_share(),
+                         s.timing_cv(), age)
+            score = self.population.score_one(x)
+            self.population.learn_one(x)
+            if score >= self.cfg.population.review_score:
+                d = decide("account", acct, "population_outlier", ts, score,
+                           {k: round(v, 3) for k, v in x.items()})
+                if d is not None:
+                    decisions.append(d)
+
+        # Awakened: an old account whose 10 s rate jumped far above its own credible baseline. It stays
+        # awakened (and its baseline frozen) for a while, so the network has time to count its peers.
+        awakened_rps = 0.0
+        if age >= old_age and r10 >= ncfg.awakened_min_rps:
+            if ts < s.flagged_until:
+                awakened_rps = r10
+            else:
+                observed = ts - max(self.start_ts, s.created)
+                # Against the long-run rate only: a 10 s rate never outruns the 60 s peak by much.
+                if observed >= acfg.burst_min_observed_s and r10 >= acfg.burst_ratio * max(
+                        acfg.burst_baseline_floor_rps / 10, s.long_rate(observed)):
                     awakened_rps = r10
-                else:
-                    observed = ts - max(self.start_ts, s.created)
-                    # Against the long-run rate only: a 10 s rate never outruns the 60 s peak by much.
-                    if observed >= acfg.burst_min_observed_s and r10 >= acfg.burst_ratio * max(
-                            acfg.burst_baseline_floor_rps / 10, s.long_rate(observed)):
-                        awakened_rps = r10
-                        s.flagged_until = max(s.flagged_until, ts + ncfg.window_s)
-            obs.append(Observation(
-                ts, acct, net, net_id, ev.asn, young, harvest_ratio >= acfg.harvest_ratio, awakened_rps,
-                out_tok, in_tok, created, ev.user_agent, ev.prompt_fp, ev.payment_fp, harvest_ratio,
-                s.distinct_networks(),
-            ))
-        return obs, decisions, rejects
+                    s.flagged_until = max(s.flagged_until, ts + ncfg.window_s)
+        return Observation(
+            ts, acct, net, net_id, ev.asn, young, harvest_ratio >= acfg.harvest_ratio, awakened_rps,
+            out_tok, in_tok, created, ev.user_agent, ev.prompt_fp, ev.payment_fp, harvest_ratio,
+            s.distinct_networks(),
+        )
 
     def _flag(self, s: Any, rule: str, ts: float) -> None:
         rc = self.cfg.policy.rules.get(rule)
@@ -209,71 +216,76 @@ class GroupStage:
 
     def process(self, observations: Iterable[Observation]) -> list[Decision]:
         decisions: list[Decision] = []
+        one = self.process_one
+        for o in observations:
+            one(o, decisions)
+        return decisions
+
+    def process_one(self, o: Observation, decisions: list[Decision]) -> None:
+        """One observation: the networks, ASN and clusters this stage owns among its keys."""
         ncfg = self.cfg.network
         ccfg = self.cfg.cluster
         owns = self.owns
         decide = self.policy.decide
-        for o in observations:
-            ts = o.ts
-            if ts > self.now:
-                self.now = ts
-                if ts >= self._next_expiry:
-                    self._expire(ts)
-            crowd = 0
-            if owns is None or owns(o.net):
-                ns = self.networks.observe(o.net, o.account, ts, o.young, o.awakened_rps > 0, o.out_tok, o.in_tok,
-                                           o.harvest)
-                if o.awakened_rps > 0:
-                    n = self.networks.mark_awakened(ns, o.account, ts)
-                    if n >= ncfg.min_accounts:
-                        ev = ns.evidence(ts, ncfg.window_s)
-                        ev["account_rps"] = round(o.awakened_rps, 2)
-                        d = decide("account", o.account, "network_fanout", ts, min(1.0, n / (4 * ncfg.min_accounts)),
-                                   ev)
+        ts = o.ts
+        if ts > self.now:
+            self.now = ts
+            if ts >= self._next_expiry:
+                self._expire(ts)
+        crowd = 0
+        if owns is None or owns(o.net):
+            ns = self.networks.observe(o.net, o.account, ts, o.young, o.awakened_rps > 0, o.out_tok, o.in_tok,
+                                       o.harvest)
+            if o.awakened_rps > 0:
+                n = self.networks.mark_awakened(ns, o.account, ts)
+                if n >= ncfg.min_accounts:
+                    ev = ns.evidence(ts, ncfg.window_s)
+                    ev["account_rps"] = round(o.awakened_rps, 2)
+                    d = decide("account", o.account, "network_fanout", ts, min(1.0, n / (4 * ncfg.min_accounts)),
+                               ev)
+                    if d is not None:
+                        decisions.append(d)
+                    if n >= ncfg.takeover_min_accounts and ns.flagged_share() >= ncfg.takeover_share:
+                        ns.flagged_until = ts + 900.0
+                        d = decide("network", o.net, "network_takeover", ts, ns.flagged_share(), ev)
                         if d is not None:
                             decisions.append(d)
-                        if n >= ncfg.takeover_min_accounts and ns.flagged_share() >= ncfg.takeover_share:
-                            ns.flagged_until = ts + 900.0
-                            d = decide("network", o.net, "network_takeover", ts, ns.flagged_share(), ev)
-                            if d is not None:
-                                decisions.append(d)
-                # Young accounts that live on one network full of other young accounts asking ordinary
-                # questions: a classroom or hackathon. A proxy exit crowded by a campaign harvests instead.
-                if o.young and o.networks_used == 1 and ns.young_harvest_share() < ccfg.min_harvest_share:
-                    crowd = ns.young_accounts(ts, ccfg.window_s)
-            if o.asn is not None:
-                ak = asn_key(o.asn)
-                if owns is None or owns(ak):
-                    self.networks.observe(ak, o.account, ts, o.young, False, o.out_tok, o.in_tok)
-            if not o.young:
+            # Young accounts that live on one network full of other young accounts asking ordinary
+            # questions: a classroom or hackathon. A proxy exit crowded by a campaign harvests instead.
+            if o.young and o.networks_used == 1 and ns.young_harvest_share() < ccfg.min_harvest_share:
+                crowd = ns.young_accounts(ts, ccfg.window_s)
+        if o.asn is not None:
+            ak = asn_key(o.asn)
+            if owns is None or owns(ak):
+                self.networks.observe(ak, o.account, ts, o.young, False, o.out_tok, o.in_tok)
+        if not o.young:
+            return
+        for key in cluster_keys(o.prompt_fp, o.payment_fp, o.user_agent, o.created, ccfg):
+            if owns is not None and not owns(key):
                 continue
-            for key in cluster_keys(o.prompt_fp, o.payment_fp, o.user_agent, o.created, ccfg):
-                if owns is not None and not owns(key):
-                    continue
-                c = self.clusters.observe(key, o.account, ts, o.net_id, o.harvest)
-                if not c.flagged:
-                    continue
-                if crowd >= ccfg.crowd_min_accounts:
-                    continue  # many young accounts on its network with it: a classroom, a hackathon, a NAT
-                signup = key.startswith("signup:")
-                if signup:
-                    strong = (c.members_n >= ccfg.signup_min_accounts and o.harvest
-                              and c.harvest_share >= ccfg.signup_min_harvest_share)
-                    rule = "signup_cluster" if strong else None
-                else:
-                    strong = o.harvest and c.harvest_share >= ccfg.min_harvest_share
-                    rule = "campaign_cluster" if strong else "cluster_review"
-                if rule is None:
-                    continue
-                ev = c.evidence()
-                ev["cluster"] = key.split(":", 1)[0]
-                ev["harvest_ratio"] = round(o.harvest_ratio, 2)
-                d = decide("account", o.account, rule, ts, min(1.0, c.members_n / (4 * ccfg.min_accounts)), ev)
-                if d is not None:
-                    decisions.append(d)
-                if strong:
-                    break
-        return decisions
+            c = self.clusters.observe(key, o.account, ts, o.net_id, o.harvest)
+            if not c.flagged:
+                continue
+            if crowd >= ccfg.crowd_min_accounts:
+                continue  # many young accounts on its network with it: a classroom, a hackathon, a NAT
+            signup = key.startswith("signup:")
+            if signup:
+                strong = (c.members_n >= ccfg.signup_min_accounts and o.harvest
+                          and c.harvest_share >= ccfg.signup_min_harvest_share)
+                rule = "signup_cluster" if strong else None
+            else:
+                strong = o.harvest and c.harvest_share >= ccfg.min_harvest_share
+                rule = "campaign_cluster" if strong else "cluster_review"
+            if rule is None:
+                continue
+            ev = c.evidence()
+            ev["cluster"] = key.split(":", 1)[0]
+            ev["harvest_ratio"] = round(o.harvest_ratio, 2)
+            d = decide("account", o.account, rule, ts, min(1.0, c.members_n / (4 * ccfg.min_accounts)), ev)
+            if d is not None:
+                decisions.append(d)
+            if strong:
+                break
 
     def _expire(self, now: float) -> None:
         self.networks.expire(now)
@@ -304,7 +316,12 @@ class Detector:
         self.groups = GroupStage(cfg, self.policy)
 
     def process(self, events: Iterable[Event]) -> tuple[list[Decision], list[Reject]]:
-        obs, decisions, rejects = self.accounts.process(events)
-        decisions.extend(self.groups.process(obs))
-        decisions.sort(key=lambda d: d.ts)
+        # Event by event through both stages, so what one stage decides never depends on batch size.
+        decisions: list[Decision] = []
+        rejects: list[Reject] = []
+        account_one, group_one = self.accounts.process_one, self.groups.process_one
+        for ev in events:
+            o = account_one(ev, decisions, rejects)
+            if o is not None:
+                group_one(o, decisions)
         return decisions, rejects

@@ -65,7 +65,7 @@ class DecisionLedger:
 
     def __init__(self, refresh_share: float = 0.2):
         self.refresh_share = refresh_share
-        self.active: dict[tuple[str, str], tuple[int, float]] = {}
+        self.active: dict[tuple[str, str], tuple[int, float, float]] = {}  # strength, taken at, until
 
     def admit(self, scope: str, key: str, action: str, ts: float, ttl_s: float) -> bool:
         if action == "allow":
@@ -73,22 +73,23 @@ class DecisionLedger:
             return True
         strength = _STRENGTH[action]
         cur = self.active.get((scope, key))
-        if cur is not None:
-            cur_strength, cur_until = cur
+        # A decision taken later in event time (another stage ran ahead) does not hide an earlier finding.
+        if cur is not None and cur[1] <= ts:
+            cur_strength, _, cur_until = cur
             remaining = cur_until - ts
             if remaining > 0 and (
                 strength < cur_strength or (strength == cur_strength and remaining > ttl_s * self.refresh_share)
             ):
                 return False
-        self.active[(scope, key)] = (strength, ts + ttl_s)
+        self.active[(scope, key)] = (strength, ts, ts + ttl_s)
         return True
 
     def in_force(self, scope: str, key: str, ts: float) -> bool:
         cur = self.active.get((scope, key))
-        return cur is not None and cur[0] >= _STRENGTH["throttle"] and cur[1] > ts
+        return cur is not None and cur[0] >= _STRENGTH["throttle"] and cur[1] <= ts < cur[2]
 
     def expire(self, now: float) -> int:
-        stale = [k for k, (_, until) in self.active.items() if until < now]
+        stale = [k for k, (_, _, until) in self.active.items() if until < now]
         for k in stale:
             del self.active[k]
         return len(stale)

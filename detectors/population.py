@@ -25,6 +25,10 @@ def _unit_log(x: float, lo: float, hi: float) -> float:
     return 0.0 if v < 0.0 else 1.0 if v > 1.0 else v
 
 
+def _unit(x: float) -> float:
+    return x if 0.0 <= x <= 1.0 else (1.0 if x > 1.0 else 0.0)  # NaN fails both tests: 0
+
+
 def features(rate_short: float, rate_mid: float, baseline: float, harvest: float, switch_share: float,
              timing_cv: float, age_s: float) -> dict[str, float]:
     """An account's state as a point in the unit cube.
@@ -36,10 +40,10 @@ def features(rate_short: float, rate_mid: float, baseline: float, harvest: float
     return {
         "rate_short": _unit_log(rate_short, -3.0, 2.0),
         "rate_mid": _unit_log(rate_mid, -3.0, 2.0),
-        "rate_vs_baseline": _unit_log((rate_mid + 1e-3) / (baseline + 1e-3), -2.0, 3.0),
+        "rate_vs_baseline": _unit_log((max(rate_mid, 0.0) + 1e-3) / (max(baseline, 0.0) + 1e-3), -2.0, 3.0),
         "harvest": _unit_log(harvest, -2.0, 1.5),
-        "switch_share": min(max(switch_share, 0.0), 1.0),
-        "timing_cv": min(max(timing_cv / 3.0, 0.0), 1.0),
+        "switch_share": _unit(switch_share),
+        "timing_cv": _unit(timing_cv / 3.0),
         "age": _unit_log(age_s, 2.0, 9.0),
     }
 

@@ -1,9 +1,9 @@
 """Offline replay: a recorded traffic file through the detector, decisions out, no broker, no Redis.
 
 Reads JSON Lines (optionally gzip), decodes in chunks with the same decoder the
-workers use, and runs ``Detector`` in file order. A recorded file is trusted
-for time (it is in the past by nature), so the future-skew check is off;
-lateness still applies.
+workers use, and runs ``Detector`` in file order. A recorded file is in the
+past by nature, so time is checked against the detector's own clock: an event
+more than a day ahead of it is rejected as ``future_ts``; lateness applies as live.
 """
 
 from __future__ import annotations
@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import IO
 
 from detectors.config import DetectorConfig
-from detectors.events import EventDecoder, Reject
+from detectors.events import Event, EventDecoder, Reject, encode_event
 from detectors.pipeline import Detector
 from detectors.policy import Decision
 
 CHUNK_LINES = 5000
+REPLAY_MAX_GAP_S = 86400.0
 
 
 def open_events(path: str | Path) -> IO[bytes]:
@@ -27,8 +28,8 @@ def open_events(path: str | Path) -> IO[bytes]:
     return gzip.open(p, "rb") if p.endswith(".gz") else open(p, "rb")  # noqa: SIM115
 
 
-def line_chunks(f: IO[bytes], size: int = CHUNK_LINES) -> Iterator[bytes]:
-    """Lines grouped into JSON arrays, so decoding is one typed pass per chunk."""
+def line_chunks(f: IO[bytes], size: int = CHUNK_LINES) -> Iterator[list[bytes]]:
+    """Non-empty lines in chunks, so decoding is one typed pass per chunk."""
     buf: list[bytes] = []
     for line in f:
         line = line.strip()
@@ -36,10 +37,23 @@ def line_chunks(f: IO[bytes], size: int = CHUNK_LINES) -> Iterator[bytes]:
             continue
         buf.append(line)
         if len(buf) >= size:
-            yield b"[" + b",".join(buf) + b"]"
+            yield buf
             buf = []
     if buf:
-        yield b"[" + b",".join(buf) + b"]"
+        yield buf
+
+
+def decode_chunk(decoder: EventDecoder, lines: list[bytes], now: float) -> tuple[list[Event], list[Reject]]:
+    """One typed pass over the chunk as a JSON array; if any line is bad, each line on its own,
+    so a bad line rejects only itself (and a line like ``7, 8`` cannot pass for two elements)."""
+    events, rejects = decoder.decode_lines(b"[" + b",".join(lines) + b"]", now=now)
+    if rejects and any(r.reason in ("not_json", "not_object", "schema") for r in rejects):
+        events, rejects = [], []
+        for line in lines:
+            ok, bad = decoder.decode(line, now=now)
+            events.extend(ok)
+            rejects.extend(bad)
+    return events, rejects
 
 
 class ReplayStats:
@@ -62,7 +76,15 @@ def replay(path: str | Path, cfg: DetectorConfig, stats: ReplayStats | None = No
     det = Detector(cfg)
     with open_events(path) as f:
         for chunk in line_chunks(f):
-            events, rejects = decoder.decode_lines(chunk, now=math.inf)
+            # Recorded time is trusted up to a day beyond the detector's own clock: a gap in a file is
+            # fine, a timestamp from another era is not allowed to make everything after it late.
+            now = det.accounts.now + REPLAY_MAX_GAP_S if det.accounts.now > -math.inf else math.inf
+            events, rejects = decode_chunk(decoder, chunk, now)
+            if now == math.inf and events:  # the first chunk: its median time is the reference
+                ref = sorted(e.ts for e in events)[len(events) // 2] + REPLAY_MAX_GAP_S
+                rejects += [Reject("future_ts", f"ts={e.ts} is a day past the file's start", encode_event(e))
+                            for e in events if e.ts > ref]
+                events = [e for e in events if e.ts <= ref]
             stats.events += len(events)
             decisions, late = det.process(events)
             stats.count_rejects(rejects)

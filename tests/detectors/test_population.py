@@ -62,11 +62,6 @@ def test_features_in_unit_cube_for_any_non_nan_floats(rs, rm, base, harvest, swi
         assert in_unit(v), (k, v)
 
 
-@pytest.mark.xfail(
-    reason="population.py features(): min(max(x, 0.0), 1.0) passes NaN through for switch_share and "
-    "timing_cv (max(nan, 0.0) is nan), so a NaN reaches River",
-    strict=True,
-)
 @settings(max_examples=300, deadline=None)
 @given(any_float, any_float, any_float, any_float, any_float, any_float, any_float)
 def test_features_in_unit_cube_for_any_floats(rs, rm, base, harvest, switch, cv, age):
@@ -76,9 +71,6 @@ def test_features_in_unit_cube_for_any_floats(rs, rm, base, harvest, switch, cv,
         assert in_unit(v), (k, v)
 
 
-@pytest.mark.xfail(
-    reason="population.py features(): NaN switch_share / timing_cv come out as NaN", strict=True
-)
 @pytest.mark.parametrize("which", ["switch_share", "timing_cv"])
 def test_features_nan_switch_share_and_timing_cv(which):
     args = {
@@ -95,11 +87,6 @@ def test_features_nan_switch_share_and_timing_cv(which):
     assert in_unit(f[which])
 
 
-@pytest.mark.xfail(
-    reason="population.py features(): rate_vs_baseline divides by (baseline + 1e-3), so baseline == -1e-3 "
-    "raises ZeroDivisionError instead of mapping into [0, 1]",
-    strict=True,
-)
 def test_features_baseline_of_minus_one_thousandth():
     f = features(1.0, 1.0, -1e-3, 1.0, 0.0, 1.0, 1e6)
     assert in_unit(f["rate_vs_baseline"])

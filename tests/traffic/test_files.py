@@ -2,6 +2,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -9,7 +10,7 @@ import traffic
 from traffic.__main__ import main
 from traffic.files import read_events, read_labels, write_events, write_labels
 
-SCORER = "/work/shared/eval/score.py"
+SCORER = str(Path(__file__).resolve().parents[3] / "shared" / "eval" / "score.py")  # ../shared beside the repo
 
 
 @pytest.mark.parametrize("suffix", ["", ".gz"])
