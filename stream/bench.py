@@ -1,0 +1,385 @@
+"""``make bench``: throughput, latency, memory and recovery, measured through the real broker.
+
+Each section starts its own embedded broker (tansu never frees memory) unless
+``KAFKA_BROKER`` is set, preloads or streams simulated traffic with attacks, runs
+real ``ratehound worker`` processes and reads their ``/metrics``. Prints a table
+and, as the last line, one JSON object with the figures. Benchmarks, not tests:
+nothing here passes or fails on speed.
+
+    python -m stream.bench [--events 400000] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import orjson
+import redis
+
+from stream.embedded import EmbeddedBroker, EmbeddedRedis, ExternalBroker, free_port, redis_reachable
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# -- traffic ----------------------------------------------------------------------------------------------
+
+def simulated_events(n: int, t0: float, seed: int = 5) -> list[dict]:
+    """The first ``n`` events of a mixed scenario (honest groups plus attacks), re-timed to start at t0."""
+    import traffic
+
+    sim = traffic.generate("mixed", seed=seed, duration_s=7200.0, scale=max(1.0, n / 300_000))
+    out: list[dict] = []
+    shift = None
+    for ev in sim.events():
+        if shift is None:
+            shift = t0 - ev["ts"]
+        ev["ts"] = round(ev["ts"] + shift, 3)
+        if "account_created_ts" in ev:
+            ev["account_created_ts"] = round(ev["account_created_ts"] + shift, 3)
+        out.append(ev)
+        if len(out) >= n:
+            break
+    return out
+
+
+def preload(bootstrap: str, topic: str, events: list[dict], per_message: int) -> int:
+    """Write events to the topic: JSON arrays of ``per_message`` events, or one object per message."""
+    from kafka import KafkaProducer
+
+    p = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, batch_size=1 << 20, acks=1,
+                      max_request_size=8 << 20, compression_type=None)
+    n = 0
+    if per_message == 1:
+        for ev in events:
+            p.send(topic, key=ev["account_id"].encode(), value=orjson.dumps(ev))
+            n += 1
+    else:
+        for i in range(0, len(events), per_message):
+            p.send(topic, value=orjson.dumps(events[i:i + per_message]))
+            n += 1
+    p.flush()
+    p.close()
+    return n
+
+
+# -- processes --------------------------------------------------------------------------------------------
+
+class Worker:
+    """A ``ratehound worker`` subprocess and its metrics."""
+
+    def __init__(self, broker_url: str, redis_url: str, app_id: str, partitions: int, tmp: Path,
+                 cpu: int | None = None):
+        self.port = free_port()
+        env = dict(os.environ, KAFKA_BROKER=broker_url, REDIS_URL=redis_url, RATEHOUND_APP_ID=app_id,
+                   RATEHOUND_PARTITIONS=str(partitions), RATEHOUND_WEB_PORT=str(self.port),
+                   RATEHOUND_DATA_DIR=str(tmp / f"{app_id}-{self.port}"),
+                   **{f"RATEHOUND_TOPIC_{k.upper()}": f"{app_id}.{k}"
+                      for k in ("requests", "dlq", "by_account", "by_group", "decisions")})
+        cmd = [sys.executable, "-m", "stream.cli", "worker", "--loglevel", "info"]
+        if cpu is not None and hasattr(os, "sched_setaffinity"):
+            cmd = ["taskset", "-c", str(cpu)] + cmd
+        self.log = open(tmp / f"{app_id}-{self.port}.log", "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT)
+        self.started = time.monotonic()
+
+    def metrics(self) -> dict[str, float]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=2) as r:
+                text = r.read().decode()
+        except OSError:
+            return {}
+        out = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                k, _, v = line.rpartition(" ")
+                try:
+                    out[k] = float(v)
+                except ValueError:
+                    pass
+        return out
+
+    def processed(self) -> float:
+        m = self.metrics()
+        return m.get('ratehound_events_total{outcome="processed"}', 0.0) + m.get(
+            'ratehound_events_total{outcome="duplicate"}', 0.0)
+
+    def rss_mb(self) -> float:
+        try:
+            with open(f"/proc/{self.proc.pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        return int(line.split()[1]) / 1024
+        except OSError:
+            pass
+        return 0.0
+
+    def wait_ready(self, timeout: float = 90.0) -> float:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited {self.proc.returncode}")
+            if self.metrics():
+                return time.monotonic() - self.started
+            time.sleep(0.2)
+        raise RuntimeError("worker not ready")
+
+    def stop(self, sig: int = 15) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+@contextmanager
+def services(partitions: int, app_id: str):
+    """A fresh broker (or KAFKA_BROKER), a Redis, and the topics for one app id."""
+    from stream.settings import Settings, Topics
+    from stream.topics import ensure_topics
+
+    with ExitStack() as stack:
+        ext = os.environ.get("KAFKA_BROKER")
+        broker = ExternalBroker(ext) if ext else stack.enter_context(EmbeddedBroker())
+        redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/14")
+        if not redis_reachable(redis_url):
+            redis_url = stack.enter_context(EmbeddedRedis()).url
+        redis.Redis.from_url(redis_url).flushdb()
+        topics = Topics(**{k: f"{app_id}.{k}" for k in ("requests", "dlq", "by_account", "by_group", "decisions")})
+        ensure_topics(Settings(kafka_broker=broker.url, app_id=app_id, partitions=partitions, topics=topics))
+        yield broker, redis_url, topics
+
+
+def drain(workers: list[Worker], total: int, timeout: float = 600.0) -> tuple[float, float]:
+    """Seconds and events/s from the first processed event until all ``total`` are processed."""
+    t_first = None
+    first_count = 0.0
+    deadline = time.monotonic() + timeout
+    last = 0.0
+    while time.monotonic() < deadline:
+        done = sum(w.processed() for w in workers)
+        now = time.monotonic()
+        if t_first is None and done > 0:
+            t_first, first_count = now, done
+        if done >= total:
+            dt = now - (t_first or now)
+            return dt, (done - first_count) / dt if dt > 0 else math.inf
+        last = done
+        time.sleep(0.1)
+    raise RuntimeError(f"only {last} of {total} events processed in {timeout}s")
+
+
+# -- sections ---------------------------------------------------------------------------------------------
+
+def bench_worker(events: list[dict], per_message: int, workers: int, partitions: int, tmp: Path) -> dict:
+    app_id = f"bench-{per_message}-{workers}-{os.getpid()}-{int(time.time())}"
+    with services(partitions, app_id) as (broker, redis_url, topics):
+        preload(broker.bootstrap, topics.requests, events, per_message)
+        # With two workers, pin each to a core; the broker shares them (2-core machine).
+        ws = [Worker(broker.url, redis_url, app_id, partitions, tmp, cpu=(i if workers > 1 else None))
+              for i in range(workers)]
+        try:
+            for w in ws:
+                w.wait_ready()
+            dt, rate = drain(ws, len(events))
+            rss = sum(w.rss_mb() for w in ws)
+        finally:
+            for w in ws:
+                w.stop()
+    return {"events": len(events), "seconds": round(dt, 2), "events_per_s": round(rate), "rss_mb": round(rss)}
+
+
+def bench_latency(rate: float, seconds: float, partitions: int, tmp: Path) -> dict:
+    """Offered load at ``rate`` events/s with a steady campaign; event produced -> decision in Redis."""
+    from kafka import KafkaProducer
+
+    app_id = f"bench-lat-{os.getpid()}-{int(time.time())}"
+    lat: list[float] = []
+    with services(partitions, app_id) as (broker, redis_url, topics):
+        w = Worker(broker.url, redis_url, app_id, partitions, tmp)
+        try:
+            w.wait_ready()
+            time.sleep(3)
+            r = redis.Redis.from_url(redis_url)
+            ps = r.pubsub()
+            ps.subscribe("rh:decisions")
+            stop = threading.Event()
+
+            def listen() -> None:
+                while not stop.is_set():
+                    msg = ps.get_message(timeout=0.2)
+                    if msg and msg["type"] == "message":
+                        d = orjson.loads(msg["data"])
+                        lat.append(time.time() - d["ts"])
+
+            th = threading.Thread(target=listen, daemon=True)
+            th.start()
+            p = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=5, acks=1)
+            batch = max(1, int(rate / 50))  # 50 messages a second, arrays of rate/50 events
+            t_start = time.time()
+            i = 0
+            while time.time() - t_start < seconds:
+                now = time.time()
+                evs = []
+                for _ in range(batch):
+                    i += 1
+                    camp = i % 50 == 0  # 2 % of traffic: fresh campaign accounts, one request each
+                    acct = f"camp{i}" if camp else f"user{i % 20000}"
+                    evs.append({"event_id": f"l{i}", "ts": now, "account_id": acct,
+                                "ip": f"10.{(i >> 8) & 255}.{i & 255}.9" if camp else f"172.16.{i % 200}.{i % 250}",
+                                "input_tokens": 400 if camp else 900, "output_tokens": 3000 if camp else 300,
+                                "account_created_ts": now - (600 if camp else 9e7),
+                                "payment_fp": "pay_bench" if camp else f"pay{i % 20000}",
+                                "user_agent": "sdk-python/0.42.0"})
+                p.send(topics.requests, value=orjson.dumps(evs))
+                sleep = t_start + i / rate - time.time()
+                if sleep > 0:
+                    time.sleep(sleep)
+            p.flush()
+            time.sleep(3)
+            stop.set()
+            th.join(2)
+            p.close()
+            ps.close()
+        finally:
+            w.stop()
+    lat.sort()
+    if not lat:
+        return {"decisions": 0}
+    return {"offered_events_per_s": rate, "decisions": len(lat), "p50_s": round(lat[len(lat) // 2], 3),
+            "p99_s": round(lat[min(len(lat) - 1, int(len(lat) * 0.99))], 3), "max_s": round(lat[-1], 3)}
+
+
+def bench_recovery(events: list[dict], tmp: Path) -> dict:
+    """A worker builds state for many accounts, is killed, and a new one recovers its table and resumes."""
+    app_id = f"bench-rec-{os.getpid()}-{int(time.time())}"
+    with services(1, app_id) as (broker, redis_url, topics):
+        preload(broker.bootstrap, topics.requests, events, 1000)
+        w = Worker(broker.url, redis_url, app_id, 1, tmp)
+        w.wait_ready()
+        drain([w], len(events))
+        accounts = w.metrics().get('ratehound_tracked_keys{kind="account"}', 0)
+        time.sleep(6)  # a snapshot interval
+        w.stop(sig=9)
+        w2 = Worker(broker.url, redis_url, app_id, 1, tmp)
+        t0 = time.monotonic()
+        w2.wait_ready()
+        # resumed = it processes a new event
+        from kafka import KafkaProducer
+
+        p = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=0)
+        ev = dict(events[-1], event_id="after-restart", ts=time.time())
+        p.send(topics.requests, value=orjson.dumps(ev))
+        p.flush()
+        p.close()
+        before = w2.processed()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and w2.processed() <= before:
+            time.sleep(0.1)
+        recovery = time.monotonic() - t0
+        w2.stop()
+    return {"accounts_in_table": int(accounts), "recovery_s": round(recovery, 2)}
+
+
+def bench_replay(events: list[dict], tmp: Path) -> dict:
+    from detectors.config import DetectorConfig
+    from detectors.replay import ReplayStats, replay
+    from traffic.files import write_events
+
+    path = tmp / "replay.jsonl"
+    write_events(events, str(path))
+    stats = ReplayStats()
+    t = time.perf_counter()
+    for _ in replay(path, DetectorConfig(), stats):
+        pass
+    dt = time.perf_counter() - t
+    return {"events": stats.events, "seconds": round(dt, 2), "events_per_s": round(stats.events / dt)}
+
+
+def bench_memory(n: int) -> dict:
+    """Bytes of detector state per tracked account and per tracked network, at ``n`` keys."""
+    import tracemalloc
+
+    from detectors.accounts import AccountTracker
+    from detectors.config import AccountConfig, NetworkConfig
+    from detectors.network import NetworkTracker
+
+    gc.collect()
+    tracemalloc.start()
+    acc = AccountTracker(AccountConfig(max_accounts=max(n, 1000)))
+    for i in range(n):
+        s = acc.get_or_create(f"acct_{i:012x}", ts=1e9 + i * 1e-3, created=1e9 - 86400.0 * 90)
+        s.update(1e9 + i * 1e-3, i & 0xFFFF, 300, 900, True)
+        s.update(1e9 + i * 1e-3 + 5, i & 0xFFFF, 300, 900, True)
+    per_account = tracemalloc.get_traced_memory()[0] / n
+    del acc
+    gc.collect()
+    tracemalloc.stop()
+    tracemalloc.start()
+    nets = NetworkTracker(NetworkConfig(max_networks=max(n, 1000)))
+    for i in range(n):
+        nets.observe(f"2001:db8:{i >> 16:x}:{i & 0xFFFF:x}::/64", f"a{i}", 1e9 + i * 1e-3, False, False, 300, 900)
+    per_network = tracemalloc.get_traced_memory()[0] / n
+    del nets
+    tracemalloc.stop()
+    return {"keys": n, "bytes_per_account": round(per_account), "bytes_per_network": round(per_network)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--events", type=int, default=400_000, help="events per throughput run")
+    ap.add_argument("--single-events", type=int, default=100_000, help="events for one-event-per-message run")
+    ap.add_argument("--partitions", type=int, default=4)
+    ap.add_argument("--memory-keys", type=int, default=1_000_000)
+    ap.add_argument("--latency-seconds", type=float, default=30.0)
+    ap.add_argument("--quick", action="store_true", help="a small smoke run (CI): figures are not meaningful")
+    a = ap.parse_args(argv)
+    if a.quick:
+        a.events, a.single_events, a.memory_keys, a.latency_seconds = 20_000, 5_000, 20_000, 5.0
+    rows: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory(prefix="rh-bench-") as d:
+        tmp = Path(d)
+        t0 = time.time() - 3600.0
+        events = simulated_events(a.events, t0)
+        rows["replay"] = bench_replay(events, tmp)
+        rows["memory"] = bench_memory(a.memory_keys)
+        rows["worker_batched"] = bench_worker(events, 1000, 1, a.partitions, tmp)
+        rows["worker_single"] = bench_worker(events[: a.single_events], 1, 1, a.partitions, tmp)
+        rows["two_workers"] = bench_worker(events, 1000, 2, a.partitions, tmp)
+        half = max(1000, rows["worker_batched"]["events_per_s"] // 2)
+        rows["latency"] = bench_latency(half, a.latency_seconds, a.partitions, tmp)
+        rows["recovery"] = bench_recovery(events[: min(len(events), 200_000)], tmp)
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    for name, row in rows.items():
+        print(f"{name:15} " + "  ".join(f"{k}={v}" for k, v in row.items()))
+    summary = {
+        "worker_events_per_s": rows["worker_batched"]["events_per_s"],
+        "worker_single_events_per_s": rows["worker_single"]["events_per_s"],
+        "two_workers_events_per_s": rows["two_workers"]["events_per_s"],
+        "p50_latency_s": rows["latency"].get("p50_s"),
+        "p99_latency_s": rows["latency"].get("p99_s"),
+        "replay_events_per_s": rows["replay"]["events_per_s"],
+        "bytes_per_account": rows["memory"]["bytes_per_account"],
+        "bytes_per_network": rows["memory"]["bytes_per_network"],
+        "recovery_s": rows["recovery"]["recovery_s"],
+    }
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
