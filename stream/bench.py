@@ -166,17 +166,21 @@ def services(partitions: int, app_id: str):
 
 
 def drain(workers: list[Worker], total: int, timeout: float = 600.0) -> tuple[float, float]:
-    """Seconds and events/s from the first processed event until all ``total`` are processed."""
+    """Seconds and events/s from the first processed event until all ``total`` are processed
+    (from the call, if everything was done before the first look: a run too small to time)."""
     t_first = None
     first_count = 0.0
+    t_call = time.monotonic()
     deadline = time.monotonic() + timeout
     last = 0.0
     while time.monotonic() < deadline:
         done = sum(w.processed() for w in workers)
         now = time.monotonic()
-        if t_first is None and done > 0:
+        if t_first is None and 0 < done < total:
             t_first, first_count = now, done
         if done >= total:
+            if t_first is None:
+                t_first, first_count = t_call, 0.0
             dt = now - (t_first or now)
             return dt, (done - first_count) / dt if dt > 0 else math.inf
         last = done

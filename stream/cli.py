@@ -105,6 +105,40 @@ def cmd_demo(a: argparse.Namespace) -> None:
              exit_after=a.exit_after)
 
 
+def cmd_gateway(a: argparse.Namespace) -> None:
+    """Answer nginx auth_request subrequests (GET /check) from the decisions in Redis; fails open."""
+    from stream.gateway import serve
+    from stream.settings import Settings
+
+    settings = Settings(**{k: v for k, v in (("redis_url", a.redis), ("redis_prefix", a.prefix)) if v})
+    net = _config(a.config or settings.config_path).network
+    logging.getLogger().setLevel(a.loglevel.upper())
+    serve(settings.redis_url, host=a.host, port=a.port, prefix=settings.redis_prefix, ipv4_prefix=net.ipv4_prefix,
+          ipv6_prefix=net.ipv6_prefix, timeout_s=a.timeout_ms / 1000.0, deny_status=a.deny_status)
+
+
+def cmd_decision(a: argparse.Namespace) -> None:
+    """Impose or lift a decision by hand: in force in Redis at once, and on the decisions topic for the audit."""
+    from detectors.policy import encode_decision
+    from stream.overrides import ApplyError, OverrideError, apply, build_override
+    from stream.settings import Settings
+
+    settings = Settings(**{k: v for k, v in (("redis_url", a.redis), ("kafka_broker", a.broker)) if v})
+    net = _config(a.config or settings.config_path).network
+    try:
+        d = build_override(a.action, a.scope, a.key, a.ttl, a.reason, limit_rps=a.limit_rps, by=a.by, note=a.note,
+                           ipv4_prefix=net.ipv4_prefix, ipv6_prefix=net.ipv6_prefix)
+    except OverrideError as exc:
+        print(f"ratehound decision: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    try:
+        apply(d, settings.redis_url, settings.redis_prefix, settings.bootstrap, settings.topics.decisions)
+    except ApplyError as exc:
+        print(f"ratehound decision: failed: {exc}", file=sys.stderr)
+        sys.exit(1)
+    print(encode_decision(d).decode())
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ratehound", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -156,6 +190,34 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=7)
     d.add_argument("--web-port", type=int, default=6066)
     d.set_defaults(func=cmd_demo)
+
+    g = sub.add_parser("gateway", help="HTTP service answering nginx auth_request from the decisions in Redis",
+                       description=cmd_gateway.__doc__)
+    g.add_argument("--host", default="127.0.0.1")
+    g.add_argument("--port", type=int, default=8081)
+    g.add_argument("--redis", help="Redis URL (env REDIS_URL, default redis://127.0.0.1:6379/0)")
+    g.add_argument("--prefix", help="Redis key prefix (env RATEHOUND_REDIS_PREFIX, default rh)")
+    g.add_argument("--config", help="thresholds YAML, for the network prefixes (env RATEHOUND_CONFIG)")
+    g.add_argument("--timeout-ms", type=float, default=20.0, help="Redis deadline before failing open")
+    g.add_argument("--deny-status", type=int, choices=(401, 403, 429), default=429,
+                   help="status of a refusal unless the request asks (header X-Ratehound-Deny-Status)")
+    g.add_argument("--loglevel", default="warning")
+    g.set_defaults(func=cmd_gateway)
+
+    o = sub.add_parser("decision", help="impose or lift a decision by hand (Redis at once, decisions topic)",
+                       description=cmd_decision.__doc__)
+    o.add_argument("action", choices=("allow", "block", "throttle", "review"))
+    o.add_argument("scope", choices=("account", "network", "asn"))
+    o.add_argument("key", help="account id, canonical CIDR (203.0.113.0/24, 2001:db8:42::/48) or ASN")
+    o.add_argument("--ttl", default="1h", help="how long it holds: 30s, 15m, 1h, 2d (default 1h)")
+    o.add_argument("--reason", required=True, help="short code, recorded as manual:CODE")
+    o.add_argument("--limit-rps", type=float, help="with throttle: requests per second let through")
+    o.add_argument("--by", help="who decides (default $USER)")
+    o.add_argument("--note", help="free text for the audit trail")
+    o.add_argument("--redis", help="Redis URL (env REDIS_URL)")
+    o.add_argument("--broker", help="Kafka bootstrap (env KAFKA_BROKER)")
+    o.add_argument("--config", help="thresholds YAML, for the network prefixes (env RATEHOUND_CONFIG)")
+    o.set_defaults(func=cmd_decision)
     return p
 
 

@@ -25,6 +25,7 @@ import asyncio
 import ipaddress
 import logging
 import math
+import sys
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -130,7 +131,7 @@ def degraded(reason: str) -> Verdict:
 ALLOW = Verdict("allow", 200)
 
 
-def verdict(keys: Sequence[tuple[str, str]], values: Sequence[bytes | None], now: float,
+def verdict(keys: Sequence[tuple[str, str]], values: Sequence[bytes | str | None], now: float,
             buckets: TokenBuckets) -> Verdict:
     """The answer for one request, given the ``MGET`` of its decision keys followed by the heartbeat.
 
@@ -219,7 +220,7 @@ def lookup_keys(account: str, ip: str, asn: str, netkeys: NetworkKeys) -> list[t
         except ValueError:
             pass  # not an address (or one with a zone): no network to look up
     asn = asn.strip()
-    if asn.isdigit() and len(asn) <= 10 and int(asn) < 2**32:
+    if asn.isascii() and asn.isdigit() and len(asn) <= 10 and int(asn) < 2**32:
         keys.append(("asn", str(int(asn))))
     return keys
 
@@ -231,8 +232,9 @@ class GatewayMetrics:
     """The gateway's own Prometheus registry: checks by result, degradations, Redis latency."""
 
     def __init__(self) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Histogram
+        from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
 
+        disable_created_metrics()  # as the worker's metrics: creation timestamps only double the series
         self.registry = CollectorRegistry(auto_describe=True)
         self.checks = Counter("ratehound_gateway_checks_total", "Checks answered, by result", ["result"],
                               registry=self.registry)
@@ -363,7 +365,7 @@ def serve(redis_url: str, host: str = "127.0.0.1", port: int = 8081, prefix: str
 
     gw = Gateway(redis_url, prefix=prefix, netkeys=NetworkKeys(ipv4_prefix, ipv6_prefix, cache_size=100_000),
                  timeout_s=timeout_s, backoff_s=backoff_s, max_buckets=max_buckets)
-    log.warning("ratehound gateway on http://%s:%d (redis %s, timeout %.0f ms)", host, port,
-                redis_url.split("@")[-1], timeout_s * 1000)
+    print(f"ratehound gateway on http://{host}:{port} (redis {redis_url.split('@')[-1]}, "
+          f"timeout {timeout_s * 1000:.0f} ms)", file=sys.stderr, flush=True)
     web.run_app(make_app(gw, deny_status), host=host, port=port, access_log=None, print=None,
                 handle_signals=True)

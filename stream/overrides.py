@@ -46,6 +46,10 @@ class OverrideError(ValueError):
     """An override that cannot be made as asked; the message says which argument and why."""
 
 
+class ApplyError(RuntimeError):
+    """Redis or Kafka did not take the override; the message says which and what took effect."""
+
+
 def parse_ttl(text: str) -> float:
     """Seconds in a TTL written as ``30s``, ``15m``, ``1h``, ``2d``, ``1w`` or plain seconds.
 
@@ -107,12 +111,13 @@ def validate_key(scope: str, key: str, ipv4_prefix: int = 24, ipv6_prefix: int =
         net = ipaddress.ip_network(key, strict=False)
     except ValueError as exc:
         raise OverrideError(f"network {key!r}: not a network in CIDR form ({exc})") from None
+    want = ipv4_prefix if net.version == 4 else ipv6_prefix
     if "/" not in key:
-        raise OverrideError(f"network {key!r}: give the prefix length, e.g. {net.supernet(new_prefix=ipv4_prefix) if net.version == 4 else net.supernet(new_prefix=ipv6_prefix)}")  # noqa: E501
+        example = ipaddress.ip_network(f"{key}/{want}", strict=False)
+        raise OverrideError(f"network {key!r}: give the network with its prefix length, e.g. {example}")
     if str(net) != key:
         hint = "host bits set" if net.network_address != ipaddress.ip_interface(key).ip else "not in canonical form"
         raise OverrideError(f"network {key!r}: not canonical CIDR ({hint}); did you mean {net}?")
-    want = ipv4_prefix if net.version == 4 else ipv6_prefix
     if net.prefixlen != want:
         field = "network.ipv4_prefix" if net.version == 4 else "network.ipv6_prefix"
         raise OverrideError(f"network {key!r}: gateways look up /{want} networks for IPv{net.version} ({field}), "
@@ -187,13 +192,13 @@ async def apply_to_redis(d: Decision, url: str, prefix: str = "rh", timeout_s: f
     sink = RedisDecisionSink(url, prefix=prefix, socket_timeout=timeout_s)
     try:
         if not await sink.write([d]):
-            raise OverrideError(f"redis at {_safe_url(url)} did not take the decision")
+            raise ApplyError(f"redis at {_safe_url(url)} did not take the decision (unreachable?)")
         if d.action in ("allow", "throttle", "block"):
             try:
                 await sink.client.set(decision_key(prefix, d.scope, d.key), pinned_value(d),
                                       pxat=int(d.expires_at * 1000))
             except (TimeoutError, RedisError, OSError) as exc:
-                raise OverrideError(f"redis at {_safe_url(url)}: {exc}") from None
+                raise ApplyError(f"redis at {_safe_url(url)}: {exc}") from None
     finally:
         await sink.close()
 
@@ -210,7 +215,7 @@ def publish_to_kafka(d: Decision, bootstrap: str, topic: str, timeout_s: float =
                                  client_id="ratehound-decision")
         producer.send(topic, key=f"{d.scope}:{d.key}".encode(), value=encode_decision(d)).get(timeout=timeout_s)
     except (KafkaError, OSError) as exc:
-        raise OverrideError(f"kafka at {bootstrap}, topic {topic!r}: {exc!r}") from None
+        raise ApplyError(f"kafka at {bootstrap}, topic {topic!r}: {exc!r}") from None
     finally:
         if producer is not None:
             producer.close(timeout=2)
@@ -218,3 +223,18 @@ def publish_to_kafka(d: Decision, bootstrap: str, topic: str, timeout_s: float =
 
 def _safe_url(url: str) -> str:
     return url.split("@")[-1]
+
+
+def apply(d: Decision, redis_url: str, prefix: str, bootstrap: str, topic: str) -> None:
+    """Redis first (the decision takes effect at once), then the topic (the audit trail).
+
+    An incident should not wait for Kafka: if only the topic fails, the decision is
+    in force and the error says it is missing from the audit trail.
+    """
+    import asyncio
+
+    asyncio.run(apply_to_redis(d, redis_url, prefix))
+    try:
+        publish_to_kafka(d, bootstrap, topic)
+    except ApplyError as exc:
+        raise ApplyError(f"in force in Redis, but NOT on the decisions topic (audit): {exc}") from None
