@@ -191,6 +191,14 @@ class AccountStage:
             s.distinct_networks(),
         )
 
+    def reconfigure(self, cfg: DetectorConfig) -> None:
+        """Take new thresholds without losing any state (hot reload)."""
+        if (cfg.network.ipv4_prefix, cfg.network.ipv6_prefix) != (self.netkeys.v4, self.netkeys.v6):
+            self.netkeys = NetworkKeys(cfg.network.ipv4_prefix, cfg.network.ipv6_prefix)
+        self.cfg = cfg
+        self.accounts.cfg = cfg.account
+        self.policy.reconfigure(cfg.policy, cfg.version)
+
     def _flag(self, s: Any, rule: str, ts: float) -> None:
         rc = self.cfg.policy.rules.get(rule)
         if rc is not None and not rc.shadow:
@@ -286,6 +294,13 @@ class GroupStage:
                 decisions.append(d)
             if strong:
                 break
+
+    def reconfigure(self, cfg: DetectorConfig) -> None:
+        """Take new thresholds without losing any state (hot reload)."""
+        self.cfg = cfg
+        self.networks.cfg = cfg.network
+        self.clusters.cfg = cfg.cluster
+        self.policy.reconfigure(cfg.policy, cfg.version)
 
     def _expire(self, now: float) -> None:
         self.networks.expire(now)

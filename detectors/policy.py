@@ -115,6 +115,12 @@ class Policy:
         self.version = version
         self.ledger = DecisionLedger(cfg.refresh_before_expiry_share)
 
+    def reconfigure(self, cfg: PolicyConfig, version: str) -> None:
+        """New rules and allowlists; what is in force stays in force."""
+        self.cfg = cfg
+        self.version = version
+        self.ledger.refresh_share = cfg.refresh_before_expiry_share
+
     def allowlisted(self, scope: str, key: str) -> bool:
         if scope == "account":
             return key in self.cfg.allow_accounts

@@ -24,7 +24,7 @@ from typing import Any
 import faust
 from prometheus_client import generate_latest
 
-from detectors.config import DetectorConfig
+from detectors.config import ConfigError, DetectorConfig
 from detectors.events import EventDecoder, Reject
 from detectors.pipeline import Observation, group_keys
 from detectors.policy import Decision, DecisionLedger, encode_decision
@@ -37,6 +37,7 @@ from stream.records import (
     encode_observations,
     partition_of,
 )
+from stream.reload import ConfigWatcher, load_versioned
 from stream.settings import Settings
 from stream.sinks.redis import RedisDecisionSink
 from stream.state import AccountPartitions, GroupPartitions
@@ -59,7 +60,8 @@ class Worker:
             web_host=settings.web_host,
             web_port=settings.web_port,
             topic_partitions=n,
-            topic_replication_factor=1,
+            topic_replication_factor=settings.replication_factor,
+            producer_max_request_size=8 * 1024 * 1024,
             table_standby_replicas=0,
             producer_acks=-1,
             broker_commit_every=1000,
@@ -87,6 +89,8 @@ class Worker:
         self.groups = GroupPartitions(cfg, n)
         self.redis = RedisDecisionSink(settings.redis_url, prefix=settings.redis_prefix)
         self.published = DecisionLedger(cfg.policy.refresh_before_expiry_share)
+        self.watcher = ConfigWatcher(settings.config_path)
+        self._evicted_seen: dict[str, int] = {}
         metrics.CONFIG.labels(cfg.version).set(1)
         self._wire()
 
@@ -118,6 +122,7 @@ class Worker:
             metrics.TRACKED.labels("account").set(sum(len(st.accounts) for st in self.accounts.stages.values()))
             metrics.TRACKED.labels("network").set(sum(len(st.networks) for st in self.groups.stages.values()))
             metrics.TRACKED.labels("cluster").set(sum(len(st.clusters) for st in self.groups.stages.values()))
+            self._count_evictions()
             if n:
                 log.debug("snapshot: %d accounts", n)
 
@@ -126,6 +131,11 @@ class Worker:
             await self.redis.flush()
             await self.redis.heartbeat(self.cfg.version)
             await self._update_lag()
+
+        @app.timer(interval=2.0)
+        async def reload_config() -> None:
+            if self.watcher.changed():
+                self.reload()
 
         @app.timer(interval=15.0)
         async def reassert() -> None:
@@ -145,6 +155,27 @@ class Worker:
         async def on_revoked(app_: Any, revoked: set, **kwargs: Any) -> None:
             self.accounts.drop({tp.partition for tp in revoked if tp.topic == s.topics.by_account})
             self.groups.drop({tp.partition for tp in revoked if tp.topic == s.topics.by_group})
+
+    def reload(self) -> bool:
+        """Re-read the thresholds file; a bad one is reported and the last good config stays in force."""
+        try:
+            new = load_versioned(self.settings.config_path)
+        except (ConfigError, OSError) as exc:
+            metrics.CONFIG_RELOADS.labels("error").inc()
+            log.error("config reload rejected, keeping version %s: %s", self.cfg.version, exc)
+            return False
+        if new == self.cfg:
+            return True
+        old, self.cfg = self.cfg, new
+        self.accounts.reconfigure(new)
+        self.groups.reconfigure(new)
+        self.published.refresh_share = new.policy.refresh_before_expiry_share
+        self.decoder.max_future_s = new.event_time.max_future_s
+        metrics.CONFIG.labels(old.version).set(0)
+        metrics.CONFIG.labels(new.version).set(1)
+        metrics.CONFIG_RELOADS.labels("ok").inc()
+        log.warning("config reloaded: version %s -> %s", old.version, new.version)
+        return True
 
     # -- per-batch work -----------------------------------------------------------------------------------
 
@@ -177,8 +208,10 @@ class Worker:
             for e in good:
                 per_partition[partition_of(e.account_id, n)].append(e)
             ok += len(good)
+        step = self.settings.max_message_events
         for p, evs in per_partition.items():
-            await self.by_account.send(value=encode_events(evs), partition=p)
+            for i in range(0, len(evs), step):  # bounded messages, whatever the batch size
+                await self.by_account.send(value=encode_events(evs[i:i + step]), partition=p)
         metrics.EVENTS.labels("rejected").inc(bad)
         metrics.BATCH.observe(ok)
 
@@ -203,10 +236,10 @@ class Worker:
                 targets = {partition_of(k, n) for k in group_keys(o, ccfg)} if n > 1 else {0}
                 for tp in targets:
                     routed[tp].append(o)
-            if stage.now > 0:
-                metrics.LAG_SECONDS.set(max(0.0, time.time() - stage.now))
+        step = self.settings.max_message_events
         for tp, obs_list in routed.items():
-            await self.by_group.send(value=encode_observations(obs_list), partition=tp)
+            for i in range(0, len(obs_list), step):
+                await self.by_group.send(value=encode_observations(obs_list[i:i + step]), partition=tp)
         metrics.HEARTBEAT.set(time.time())
 
     async def _groups(self, events: list[Any]) -> None:
@@ -223,16 +256,38 @@ class Worker:
         if not decisions:
             return
         for d in decisions:
-            await self.decisions_topic.send(key=f"{d.scope}:{d.key}".encode(), value=encode_decision(d))
+            await self._send_kafka(self.decisions_topic, encode_decision(d), key=f"{d.scope}:{d.key}".encode())
             metrics.DECISIONS.labels(d.scope, d.action, d.reason).inc()
         await self.redis.write(decisions)
-        for d in decisions:
-            metrics.LATENCY.observe(max(0.0, time.time() - d.ts))
 
     async def _send_dlq(self, rejects: list[Reject], topic: str, partition: int, offset: int) -> None:
         for r, body in zip(rejects, dead_letters(rejects, topic, partition, offset), strict=True):
-            await self.dlq.send(value=body)
+            await self._send_kafka(self.dlq, body)
             metrics.DLQ.labels(r.reason).inc()
+
+    async def _send_kafka(self, topic: Any, value: bytes, key: bytes | None = None) -> None:
+        """Send with Faust's producer (which retries); counted by result, raised on failure so the
+        batch goes to the DLQ path rather than being acknowledged as done."""
+        try:
+            await topic.send(key=key, value=value)
+        except Exception:
+            metrics.SINK_WRITES.labels("kafka", "error").inc()
+            metrics.SINK_UP.labels("kafka").set(0)
+            raise
+        metrics.SINK_WRITES.labels("kafka", "ok").inc()
+        metrics.SINK_UP.labels("kafka").set(1)
+
+    def _count_evictions(self) -> None:
+        counts = {
+            "account": sum(st.accounts.evicted for st in self.accounts.stages.values()),
+            "network": sum(st.networks.evicted for st in self.groups.stages.values()),
+            "cluster": sum(st.clusters.evicted for st in self.groups.stages.values()),
+        }
+        for kind, n in counts.items():
+            new = n - self._evicted_seen.get(kind, 0)
+            if new > 0:
+                metrics.EVICTED.labels(kind).inc(new)
+            self._evicted_seen[kind] = n
 
     @staticmethod
     def _table_put(table: Any, partition: int, key: str, value: bytes | None) -> None:
@@ -244,8 +299,13 @@ class Worker:
         table.send_changelog(partition, k, value)
 
     async def _update_lag(self) -> None:
+        stages = list(self.accounts.stages.values())
+        newest = max((st.now for st in stages if st.now > 0), default=None)
+        # Grows while a stalled worker sees nothing new; 0 when it holds no partition.
+        metrics.LAG_SECONDS.set(max(0.0, time.time() - newest) if newest is not None else 0.0)
         consumer = self.app.consumer
-        lag: dict[str, int] = defaultdict(int)
+        t = self.settings.topics
+        lag: dict[str, int] = {name: 0 for name in (t.requests, t.by_account, t.by_group)}
         try:
             for tp in consumer.assignment():
                 hw = consumer.highwater(tp)

@@ -31,8 +31,13 @@ def cmd_worker(a: argparse.Namespace) -> None:
                                    ("RATEHOUND_PARTITIONS", a.partitions and str(a.partitions)),
                                    ("RATEHOUND_CONFIG", a.config)) if v}
     os.environ.update(overrides)
+    from stream.reload import load_versioned
+
     settings = Settings()
-    cfg = _config(settings.config_path)
+    try:
+        cfg = load_versioned(settings.config_path)
+    except (ConfigError, OSError) as exc:
+        sys.exit(f"ratehound: bad config: {exc}")
     ensure_topics(settings)
     worker = Worker(settings, cfg)
     faust.Worker(worker.app, loglevel=a.loglevel, quiet=True).execute_from_commandline()

@@ -374,8 +374,9 @@ def _kafka_ready(bootstrap: str, timeout: float = 1.0) -> bool:
                 admin.close()
 
 
-def create_topics(bootstrap: str, topics: Mapping[str, int], timeout: float = 10.0) -> None:
-    """Create ``{name: partitions}`` topics (replication 1); existing ones are left alone.
+def create_topics(bootstrap: str, topics: Mapping[str, int], timeout: float = 10.0,
+                  replication_factor: int = 1) -> None:
+    """Create ``{name: partitions}`` topics; existing ones are left alone.
 
     Returns once every new topic has a leader for each partition, so producers
     can send to it right away.
@@ -388,7 +389,7 @@ def create_topics(bootstrap: str, topics: Mapping[str, int], timeout: float = 10
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
     try:
         result = admin.create_topics(
-            {name: {"num_partitions": n, "replication_factor": 1} for name, n in topics.items()},
+            {name: {"num_partitions": n, "replication_factor": replication_factor} for name, n in topics.items()},
             timeout_ms=int(timeout * 1000),
             raise_errors=False,
         )

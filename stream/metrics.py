@@ -35,11 +35,23 @@ BATCH = Histogram("ratehound_batch_events", "Events per processed batch",
 HEARTBEAT = Gauge("ratehound_last_batch_timestamp_seconds", "Wall time of the last processed batch",
                   registry=REGISTRY)
 
+SINK_UP = Gauge("ratehound_sink_up", "1 while the sink's last write or heartbeat succeeded", ["sink"],
+                registry=REGISTRY)
+CONFIG_RELOADS = Counter("ratehound_config_reloads_total", "Thresholds file reloads by result", ["result"],
+                         registry=REGISTRY)
+
 for _outcome in ("processed", "duplicate", "rejected"):
     EVENTS.labels(_outcome)
 for _sink in ("redis", "kafka"):
     for _result in ("ok", "error"):
         SINK_WRITES.labels(_sink, _result)
     SINK_PENDING.labels(_sink)
+    SINK_UP.labels(_sink).set(1)
+for _kind in ("account", "network", "cluster"):
+    EVICTED.labels(_kind)
+    TRACKED.labels(_kind)
+RESTORED.labels("account")
+for _result in ("ok", "error"):
+    CONFIG_RELOADS.labels(_result)
 for _scope in ("account", "network", "asn"):
     ACTIVE.labels(_scope)

@@ -40,6 +40,8 @@ class Settings:
     batch_size: int = field(default_factory=lambda: int(_env("RATEHOUND_BATCH", "2000")))
     batch_within_s: float = field(default_factory=lambda: float(_env("RATEHOUND_BATCH_WITHIN_S", "0.05")))
     snapshot_every_s: float = field(default_factory=lambda: float(_env("RATEHOUND_SNAPSHOT_EVERY_S", "5")))
+    replication_factor: int = field(default_factory=lambda: int(_env("RATEHOUND_REPLICATION_FACTOR", "1")))
+    max_message_events: int = field(default_factory=lambda: int(_env("RATEHOUND_MAX_MESSAGE_EVENTS", "1000")))
     rebalance_timeout_s: float = field(default_factory=lambda: float(_env("RATEHOUND_REBALANCE_TIMEOUT_S", "6")))
     topics: Topics = field(default_factory=Topics)
 

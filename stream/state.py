@@ -69,6 +69,11 @@ class AccountPartitions:
         for p in partitions:
             self.stages.pop(p, None)
 
+    def reconfigure(self, cfg: DetectorConfig) -> None:
+        self.cfg = cfg
+        for st in self.stages.values():
+            st.reconfigure(cfg)
+
     def snapshot(self, send: Callable[[int, str, bytes | None], None]) -> int:
         """Write every account changed since the last snapshot; returns how many."""
         n = 0
@@ -124,3 +129,8 @@ class GroupPartitions:
     def drop(self, partitions: set[int]) -> None:
         for p in partitions:
             self.stages.pop(p, None)
+
+    def reconfigure(self, cfg: DetectorConfig) -> None:
+        self.cfg = cfg
+        for st in self.stages.values():
+            st.reconfigure(cfg)

@@ -15,4 +15,4 @@ def topic_partitions(settings: Settings) -> dict[str, int]:
 
 def ensure_topics(settings: Settings) -> None:
     """Create what is missing (an existing topic is left as it is)."""
-    create_topics(settings.bootstrap, topic_partitions(settings))
+    create_topics(settings.bootstrap, topic_partitions(settings), replication_factor=settings.replication_factor)

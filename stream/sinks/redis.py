@@ -31,11 +31,12 @@ from stream import metrics
 log = logging.getLogger(__name__)
 
 _STRENGTH = {"review": 1, "throttle": 2, "block": 3}
-# Set unless a stronger decision is still in force on the key.
+# Set unless a stronger decision is still in force on the key; 2 when a person's manual decision holds it.
 _SET_UNLESS_STRONGER = """
 local cur = redis.call('GET', KEYS[1])
 if cur then
   local ok, doc = pcall(cjson.decode, cur)
+  if ok and doc['manual'] then return 2 end
   if ok and doc['strength'] and tonumber(doc['strength']) > tonumber(ARGV[2]) then return 0 end
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[3])
@@ -111,14 +112,21 @@ class RedisDecisionSink:
             metrics.SINK_PENDING.labels("redis").set(len(self.pending))
             if self.healthy:
                 log.warning("redis write failed, %d decisions queued for retry: %r", len(self.pending), exc)
-            self.healthy = False
+            self._set_health(False)
             return False
         if not self.healthy:
             log.info("redis is back; wrote %d queued decisions", len(batch))
-        self.healthy = True
+        self._set_health(True)
         metrics.SINK_WRITES.labels("redis", "ok").inc(len(batch))
-        metrics.SINK_PENDING.labels("redis").set(0)
+        metrics.SINK_PENDING.labels("redis").set(len(self.pending))
+        now = self.clock()
+        for d in batch:  # from the triggering event's gateway time to readable in Redis
+            metrics.LATENCY.observe(max(0.0, now - d.ts))
         return True
+
+    def _set_health(self, up: bool) -> None:
+        self.healthy = up
+        metrics.SINK_UP.labels("redis").set(1 if up else 0)
 
     async def _queue(self, pipe, d: Decision, now_ms: int) -> None:
         body = encode_decision(d)
@@ -142,17 +150,22 @@ class RedisDecisionSink:
         metrics.ACTIVE.labels("asn").set(sum(1 for k in self.active if k[0] == "asn"))
         if not self.active:
             return 0
+        items = list(self.active.items())
         try:
             async with self.client.pipeline(transaction=False) as pipe:
-                for d in self.active.values():
+                for _, d in items:
                     await self._set_script(keys=[decision_key(self.prefix, d.scope, d.key)],
                                            args=[gateway_value(d), _STRENGTH[d.action], int(d.expires_at * 1000)],
                                            client=pipe)
-                await pipe.execute()
+                results = await pipe.execute()
         except (TimeoutError, RedisError, OSError):
             metrics.SINK_WRITES.labels("redis", "error").inc()
-            self.healthy = False
+            self._set_health(False)
             return 0
+        self._set_health(True)
+        for (k, _), r in zip(items, results, strict=True):
+            if r == 2:  # a person's decision holds the key: ours must not come back when it expires
+                self.active.pop(k, None)
         return len(self.active)
 
     async def heartbeat(self, version: str, ttl_s: int = 30) -> bool:
@@ -160,8 +173,10 @@ class RedisDecisionSink:
             await self.client.set(f"{self.prefix}:heartbeat",
                                   orjson.dumps({"ts": self.clock(), "config_version": version}), ex=ttl_s)
         except (TimeoutError, RedisError, OSError):
-            self.healthy = False
+            metrics.SINK_WRITES.labels("redis", "error").inc()
+            self._set_health(False)
             return False
+        self._set_health(True)
         return True
 
     async def close(self) -> None:

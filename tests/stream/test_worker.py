@@ -120,3 +120,47 @@ def test_restarted_worker_resumes_account_state_from_its_table(start_worker, red
     # the old events were committed, not re-read; the account came back from the table
     assert w2.metric("ratehound_events_total", outcome="processed") == 1
     assert w2.metric("ratehound_state_restored_total", kind="account") == 1
+
+
+def _healthz(w) -> dict:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{w.web_port}/healthz", timeout=2) as r:
+        return orjson.loads(r.read())
+
+
+def test_thresholds_reload_without_restart_and_bad_files_are_rejected(start_worker, redis_url, tmp_path):
+    cfg = tmp_path / "thresholds.yaml"
+    cfg.write_text("version: v1\n")
+    w = start_worker(redis_url, config=str(cfg))
+    assert _healthz(w)["config_version"].startswith("v1@")
+    pid = w.proc.pid
+
+    cfg.write_text("version: v2\npolicy:\n  rules:\n    campaign_cluster: {shadow: true}\n")
+    assert _wait(lambda: _healthz(w)["config_version"].startswith("v2@"), timeout=15)
+    version = _healthz(w)["config_version"]
+    assert w.metric("ratehound_config_info", version=version) == 1
+    assert w.metric("ratehound_config_reloads_total", result="ok") == 1
+
+    cfg.write_text("version: v3\nnetwork:\n  min_accounts: 0\n")  # invalid: must be >= 1
+    assert _wait(lambda: w.metric("ratehound_config_reloads_total", result="error") == 1, timeout=15)
+    assert _healthz(w)["config_version"] == version  # the last good config stays in force
+    assert w.proc.pid == pid and w.proc.poll() is None
+
+
+def test_shadow_rule_publishes_review_and_enforces_nothing(start_worker, redis_url, producer, broker, consume_all,
+                                                           tmp_path):
+    cfg = tmp_path / "thresholds.yaml"
+    cfg.write_text("version: shadowed\npolicy:\n  rules:\n    campaign_cluster: {shadow: true}\n"
+                   "    proxy_harvester: {shadow: true}\n    signup_cluster: {shadow: true}\n")
+    w = start_worker(redis_url, config=str(cfg))
+    events = _campaign(12, time.time())
+    producer.send(w.topics["requests"], value=orjson.dumps(events))
+    producer.flush()
+    decisions = [orjson.loads(r.value) for r in consume_all(broker.bootstrap, w.topics["decisions"], timeout=20,
+                                                            min_messages=1)]
+    campaign = [d for d in decisions if d["reason"] == "campaign_cluster"]
+    assert campaign and all(d["action"] == "review" and d["shadow"] for d in campaign)
+    r = redis.Redis.from_url(redis_url)
+    assert not [k for k in r.scan_iter("rh:d:account:*")]  # nothing for the gateway to enforce
+    assert w.metric("ratehound_decisions_total", scope="account", action="review", reason="campaign_cluster") >= 1
