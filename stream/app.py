@@ -29,6 +29,7 @@ from detectors.events import EventDecoder, Reject
 from detectors.pipeline import Observation, group_keys
 from detectors.policy import Decision, DecisionLedger, encode_decision
 from stream import metrics
+from stream.kafka_tuning import cap_fetch_wait
 from stream.records import (
     dead_letters,
     decode_events,
@@ -52,6 +53,7 @@ class Worker:
         self.settings = settings
         self.cfg = cfg
         n = settings.partitions
+        cap_fetch_wait(settings.fetch_max_wait_ms)
         self.app = faust.App(
             settings.app_id,
             broker=settings.broker_url,
@@ -118,7 +120,7 @@ class Worker:
         @app.timer(interval=s.snapshot_every_s)
         async def snapshot() -> None:
             table = self.account_table
-            n = self.accounts.snapshot(lambda p, k, v: self._table_put(table, p, k, v))
+            n = await self.accounts.snapshot(lambda p, k, v: self._table_put(table, p, k, v))
             metrics.TRACKED.labels("account").set(sum(len(st.accounts) for st in self.accounts.stages.values()))
             metrics.TRACKED.labels("network").set(sum(len(st.networks) for st in self.groups.stages.values()))
             metrics.TRACKED.labels("cluster").set(sum(len(st.clusters) for st in self.groups.stages.values()))

@@ -229,15 +229,17 @@ def bench_latency(rate: float, seconds: float, partitions: int, tmp: Path) -> di
                     msg = ps.get_message(timeout=0.2)
                     if msg and msg["type"] == "message":
                         d = orjson.loads(msg["data"])
-                        lat.append(time.time() - d["ts"])
+                        if d["ts"] >= warm_until:  # steady state: not the first seconds of traffic
+                            lat.append(time.time() - d["ts"])
 
+            warm_until = time.time() + 5.0
             th = threading.Thread(target=listen, daemon=True)
             th.start()
             p = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=5, acks=1)
             batch = max(1, int(rate / 50))  # 50 messages a second, arrays of rate/50 events
             t_start = time.time()
             i = 0
-            while time.time() - t_start < seconds:
+            while time.time() - t_start < seconds + 5.0:
                 now = time.time()
                 evs = []
                 for _ in range(batch):

@@ -42,6 +42,7 @@ class Settings:
     snapshot_every_s: float = field(default_factory=lambda: float(_env("RATEHOUND_SNAPSHOT_EVERY_S", "5")))
     replication_factor: int = field(default_factory=lambda: int(_env("RATEHOUND_REPLICATION_FACTOR", "1")))
     max_message_events: int = field(default_factory=lambda: int(_env("RATEHOUND_MAX_MESSAGE_EVENTS", "1000")))
+    fetch_max_wait_ms: int = field(default_factory=lambda: int(_env("RATEHOUND_FETCH_MAX_WAIT_MS", "100")))
     rebalance_timeout_s: float = field(default_factory=lambda: float(_env("RATEHOUND_REBALANCE_TIMEOUT_S", "6")))
     topics: Topics = field(default_factory=Topics)
 

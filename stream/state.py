@@ -10,6 +10,7 @@ account lazily from the table the first time it sees it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -74,20 +75,25 @@ class AccountPartitions:
         for st in self.stages.values():
             st.reconfigure(cfg)
 
-    def snapshot(self, send: Callable[[int, str, bytes | None], None]) -> int:
-        """Write every account changed since the last snapshot; returns how many."""
+    async def snapshot(self, send: Callable[[int, str, bytes | None], None], slice_size: int = 500) -> int:
+        """Write every account changed since the last snapshot; returns how many.
+
+        Yields to the event loop every ``slice_size`` writes, so a large snapshot never
+        stalls the agents (it would show as decision latency)."""
         n = 0
-        for p, st in self.stages.items():
+        for p, st in list(self.stages.items()):
             acc = st.accounts
-            for key in acc.dirty:
+            dirty, acc.dirty = acc.dirty, set()
+            removed, acc.removed = acc.removed, []
+            for key in dirty:
                 s = acc.states.get(key)
                 if s is not None:
                     send(p, key, pack_account(s))
                     n += 1
-            acc.dirty.clear()
-            for key in acc.removed:
+                    if n % slice_size == 0:
+                        await asyncio.sleep(0)
+            for key in removed:
                 send(p, key, None)  # a tombstone, so the compacted changelog forgets expired accounts
-            acc.removed.clear()
             if st.start_ts is not None:
                 send(p, META + str(p), _enc.encode([st.start_ts, st.now]))
         return n
