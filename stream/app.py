@@ -25,7 +25,7 @@ import faust
 from prometheus_client import generate_latest
 
 from detectors.config import ConfigError, DetectorConfig
-from detectors.events import EventDecoder, Reject
+from detectors.events import EventDecoder, Reject, encode_event
 from detectors.pipeline import Observation, group_keys
 from detectors.policy import Decision, DecisionLedger, encode_decision
 from stream import metrics
@@ -223,15 +223,31 @@ class Worker:
         for ev in events:
             by_part[ev.message.partition].extend(decode_events(ev.message.value))
         routed: dict[int, list[Observation]] = defaultdict(list)
+        fault = self.settings.fault_account
         for p, evs in by_part.items():
             stage = self.accounts.stage(p)
             dup_before = stage.duplicates
-            obs, decisions, late = stage.process(evs)
+            obs: list[Observation] = []
+            decisions: list[Decision] = []
+            rejects: list[Reject] = []
+            one = stage.process_one
+            for e in evs:
+                # One event at a time in its own try: a detector failure costs that event (to the
+                # DLQ with its reason), never its batch, and is never silently acknowledged.
+                try:
+                    if fault is not None and e.account_id == fault:
+                        raise RuntimeError("injected fault (RATEHOUND_FAULT_ACCOUNT)")
+                    o = one(e, decisions, rejects)
+                except Exception as exc:  # noqa: BLE001
+                    rejects.append(Reject("processing_error", repr(exc)[:300], encode_event(e)))
+                    continue
+                if o is not None:
+                    obs.append(o)
             metrics.EVENTS.labels("duplicate").inc(stage.duplicates - dup_before)
             metrics.EVENTS.labels("processed").inc(len(obs))
-            if late:
-                metrics.EVENTS.labels("rejected").inc(len(late))
-                await self._send_dlq(late, self.settings.topics.by_account, p, -1)
+            if rejects:
+                metrics.EVENTS.labels("rejected").inc(len(rejects))
+                await self._send_dlq(rejects, self.settings.topics.by_account, p, -1)
             await self._publish(decisions)
             ccfg = self.cfg.cluster
             for o in obs:
@@ -247,7 +263,14 @@ class Worker:
     async def _groups(self, events: list[Any]) -> None:
         for ev in events:
             stage = self.groups.stage(ev.message.partition)
-            await self._publish(stage.process(decode_observations(ev.message.value)))
+            decisions: list[Decision] = []
+            for o in decode_observations(ev.message.value):
+                try:
+                    stage.process_one(o, decisions)
+                except Exception:  # noqa: BLE001 - the event itself was processed and counted upstream
+                    metrics.GROUP_ERRORS.inc()
+                    log.exception("group stage failed on one observation")
+            await self._publish(decisions)
 
     # -- effects ------------------------------------------------------------------------------------------
 

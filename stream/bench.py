@@ -36,22 +36,22 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # -- traffic ----------------------------------------------------------------------------------------------
 
-def simulated_events(n: int, t0: float, seed: int = 5) -> list[dict]:
-    """The first ``n`` events of a mixed scenario (honest groups plus attacks), re-timed to start at t0."""
+def simulated_events(n: int, end: float, seed: int = 5) -> list[dict]:
+    """The first ``n`` events of a mixed scenario (honest groups plus attacks), re-timed to end at ``end``
+    (the past: a live worker rejects events from the future)."""
     import traffic
 
     sim = traffic.generate("mixed", seed=seed, duration_s=7200.0, scale=max(1.0, n / 300_000))
     out: list[dict] = []
-    shift = None
     for ev in sim.events():
-        if shift is None:
-            shift = t0 - ev["ts"]
-        ev["ts"] = round(ev["ts"] + shift, 3)
-        if "account_created_ts" in ev:
-            ev["account_created_ts"] = round(ev["account_created_ts"] + shift, 3)
         out.append(ev)
         if len(out) >= n:
             break
+    shift = end - out[-1]["ts"]
+    for ev in out:
+        ev["ts"] = round(ev["ts"] + shift, 3)
+        if "account_created_ts" in ev:
+            ev["account_created_ts"] = round(ev["account_created_ts"] + shift, 3)
     return out
 
 
@@ -113,8 +113,8 @@ class Worker:
 
     def processed(self) -> float:
         m = self.metrics()
-        return m.get('ratehound_events_total{outcome="processed"}', 0.0) + m.get(
-            'ratehound_events_total{outcome="duplicate"}', 0.0)
+        return sum(m.get(f'ratehound_events_total{{outcome="{o}"}}', 0.0)
+                   for o in ("processed", "duplicate", "rejected"))
 
     def rss_mb(self) -> float:
         try:
@@ -360,8 +360,7 @@ def main(argv: list[str] | None = None) -> None:
     rows: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="rh-bench-") as d:
         tmp = Path(d)
-        t0 = time.time() - 3600.0
-        events = simulated_events(a.events, t0)
+        events = simulated_events(a.events, end=time.time() - 5.0)
         rows["replay"] = bench_replay(events, tmp)
         rows["memory"] = bench_memory(a.memory_keys)
         rows["worker_batched"] = bench_worker(events, 1000, 1, a.partitions, tmp)

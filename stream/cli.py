@@ -88,6 +88,18 @@ def cmd_replay(a: argparse.Namespace) -> None:
           f"{stats.decisions} decisions, rejected {stats.rejects or 0}", file=sys.stderr)
 
 
+def cmd_compare(a: argparse.Namespace) -> None:
+    """Replay one traffic file under two threshold files; report what changes."""
+    import json
+
+    from stream.compare import compare
+
+    for path in (a.config, a.against):
+        if path:
+            _config(path)  # a clear error before any replay
+    print(json.dumps(compare(a.events, a.config, a.against, a.labels, a.eval_dir), indent=1))
+
+
 def cmd_broker(a: argparse.Namespace) -> None:
     """Run the embedded Kafka-compatible broker (tansu) in the foreground."""
     from stream.embedded import EmbeddedBroker
@@ -181,6 +193,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", required=True, help="decisions file (JSON Lines), - for stdout")
     r.add_argument("--config", help="thresholds YAML to backtest")
     r.set_defaults(func=cmd_replay)
+
+    c = sub.add_parser("compare", help="what changes between two threshold files on one traffic file",
+                       description=cmd_compare.__doc__)
+    c.add_argument("events", help="JSON Lines of request events (.jsonl or .jsonl.gz)")
+    c.add_argument("--config", help="config A (default: the shipped defaults)")
+    c.add_argument("--against", required=True, help="config B, the candidate")
+    c.add_argument("--labels", help="labels (the scorer's format): count attack and honest accounts")
+    c.add_argument("--eval-dir", default="../shared/eval", help="where score.py is")
+    c.set_defaults(func=cmd_compare)
 
     b = sub.add_parser("broker", help="run the embedded Kafka-compatible broker", description=cmd_broker.__doc__)
     b.add_argument("--port", type=int, help="port on 127.0.0.1 (default: a free one)")

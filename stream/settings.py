@@ -44,6 +44,8 @@ class Settings:
     max_message_events: int = field(default_factory=lambda: int(_env("RATEHOUND_MAX_MESSAGE_EVENTS", "1000")))
     fetch_max_wait_ms: int = field(default_factory=lambda: int(_env("RATEHOUND_FETCH_MAX_WAIT_MS", "100")))
     rebalance_timeout_s: float = field(default_factory=lambda: float(_env("RATEHOUND_REBALANCE_TIMEOUT_S", "6")))
+    # Tests only: events of this account make the detector raise, to prove nothing is lost when it does.
+    fault_account: str | None = field(default_factory=lambda: os.environ.get("RATEHOUND_FAULT_ACCOUNT"))
     topics: Topics = field(default_factory=Topics)
 
     @property
