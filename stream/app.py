@@ -333,6 +333,8 @@ class Worker:
         lag: dict[str, int] = {name: 0 for name in (t.requests, t.by_account, t.by_group)}
         try:
             for tp in consumer.assignment():
+                if tp.topic not in lag:  # changelogs and Faust's own topics
+                    continue
                 hw = consumer.highwater(tp)
                 pos = await consumer.position(tp)
                 if hw is not None and pos is not None:

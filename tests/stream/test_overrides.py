@@ -146,7 +146,9 @@ async def _worker_writes(url: str, d: Decision, reassert: bool = False) -> None:
         assert await sink.write([d])
         assert await sink.heartbeat("v1")
         if reassert:
-            assert await sink.reassert() == 1
+            # a person's pin refuses the re-assertion, and the worker forgets its block for good
+            assert await sink.reassert() == 0
+            assert (d.scope, d.key) not in sink.active
     finally:
         await sink.close()
 
