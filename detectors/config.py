@@ -42,8 +42,20 @@ class AccountConfig(_Strict):
     burst_min_observed_s: float = Field(300.0, ge=0, description="how long an account must have been watched")
     burst_block_ratio: float = Field(30.0, gt=1, description="beyond this ratio a burst is blocked, not throttled")
     harvest_ratio: float = Field(2.0, gt=0, description="output/input tokens above which answers are harvested")
+    rate_headroom: dict[str, float] = Field(
+        default_factory=dict,
+        description="per-account or per-org_id (tier) factor on every burst threshold, e.g. {acct_big: 5}",
+    )
     idle_expiry_s: float = Field(6 * 3600.0, gt=0, description="state of an account idle this long is dropped")
     max_accounts: int = Field(2_000_000, ge=1000, description="cap on tracked accounts (oldest idle evicted)")
+
+    @field_validator("rate_headroom")
+    @classmethod
+    def _positive_headroom(cls, v: dict[str, float]) -> dict[str, float]:
+        bad = {k: f for k, f in v.items() if not f > 0}
+        if bad:
+            raise ValueError(f"headroom factors must be > 0, got {bad}")
+        return v
 
 
 class ClusterConfig(_Strict):

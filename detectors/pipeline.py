@@ -132,16 +132,18 @@ class AccountStage:
         r10 = s.rate_10()
         # ...and a third: the exact rate since a quiet account woke up, once enough requests are in.
         re = s.episode_rate() if s.ep_n >= acfg.burst_episode_min_events else 0.0
-        if rs >= acfg.burst_fast_rps or r10 >= acfg.burst_min_rps or re >= acfg.burst_episode_rps:
+        # Per-account or per-organisation headroom (a contract's tier): every burst threshold scales with it.
+        k = acfg.rate_headroom.get(acct) or (acfg.rate_headroom.get(ev.org_id) if ev.org_id else None) or 1.0
+        fast_rps, min_rps, episode_rps = acfg.burst_fast_rps * k, acfg.burst_min_rps * k, acfg.burst_episode_rps * k
+        if rs >= fast_rps or r10 >= min_rps or re >= episode_rps:
             observed = ts - max(self.start_ts, s.created if s.created == s.created else self.start_ts)
             if observed >= acfg.burst_min_observed_s:
                 base = max(acfg.burst_baseline_floor_rps, s.baseline(observed))
-                rate_now = max(rs if rs >= acfg.burst_fast_rps else 0.0, r10,
-                               re if re >= acfg.burst_episode_rps else 0.0)
+                rate_now = max(rs if rs >= fast_rps else 0.0, r10, re if re >= episode_rps else 0.0)
                 ratio = rate_now / base
                 if ratio >= acfg.burst_ratio:
                     rule = ("account_burst_extreme" if ratio >= acfg.burst_block_ratio
-                            and rate_now >= acfg.burst_episode_rps else "account_burst")
+                            and rate_now >= episode_rps else "account_burst")
                     d = decide("account", acct, rule, ts, min(1.0, ratio / (2 * acfg.burst_block_ratio)),
                                {"rate_rps": round(rate_now, 2), "baseline_rps": round(base, 3),
                                 "ratio": round(ratio, 1), "observed_s": round(observed)})

@@ -541,3 +541,21 @@ def test_simulated_run_is_deterministic():
     a, _ = detected("mixed")
     b, _ = run(list(simulated("mixed")[0]))
     assert a and [encode_decision(d) for d in a] == [encode_decision(d) for d in b]
+
+
+def test_rate_headroom_lifts_burst_thresholds_for_one_account_or_organisation():
+    from detectors.config import parse_config
+    from detectors.events import Event as Ev
+    from detectors.pipeline import Detector as Det
+
+    def run(cfg_doc: dict) -> list[str]:
+        det = Det(parse_config(cfg_doc))
+        quiet = [Ev(event_id="q", ts=1.0, account_id="other", ip="192.0.2.1")]
+        burst = [Ev(event_id=f"b{i}", ts=1000.0 + i / 20, account_id="big", ip="198.51.100.7", org_id="org_e",
+                    account_created_ts=0.0) for i in range(400)]
+        decisions, _ = det.process(quiet + burst)
+        return [d.key for d in decisions]
+
+    assert run({}) == ["big"]
+    assert run({"account": {"rate_headroom": {"big": 5}}}) == []
+    assert run({"account": {"rate_headroom": {"org_e": 5}}}) == []
