@@ -69,7 +69,7 @@ class ClusterState:
         self.checked_ts = 0.0
         self.dirty = False
 
-    def evidence(self) -> dict[str, float]:
+    def evidence(self) -> dict[str, float | str]:
         return {"cluster_accounts": self.members_n, "cluster_networks": self.networks_n,
                 "cluster_harvest_share": round(self.harvest_share, 3)}
 

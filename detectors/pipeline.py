@@ -288,10 +288,10 @@ class GroupStage:
                 rule = "campaign_cluster" if strong else "cluster_review"
             if rule is None:
                 continue
-            ev = c.evidence()
-            ev["cluster"] = key.split(":", 1)[0]
-            ev["harvest_ratio"] = round(o.harvest_ratio, 2)
-            d = decide("account", o.account, rule, ts, min(1.0, c.members_n / (4 * ccfg.min_accounts)), ev)
+            cev = c.evidence()
+            cev["cluster"] = key.split(":", 1)[0]
+            cev["harvest_ratio"] = round(o.harvest_ratio, 2)
+            d = decide("account", o.account, rule, ts, min(1.0, c.members_n / (4 * ccfg.min_accounts)), cev)
             if d is not None:
                 decisions.append(d)
             if strong:

@@ -25,7 +25,9 @@ REPLAY_MAX_GAP_S = 86400.0
 
 def open_events(path: str | Path) -> IO[bytes]:
     p = str(path)
-    return gzip.open(p, "rb") if p.endswith(".gz") else open(p, "rb")  # noqa: SIM115
+    if p.endswith(".gz"):
+        return gzip.open(p, "rb")  # type: ignore[return-value]
+    return open(p, "rb")  # noqa: SIM115
 
 
 def line_chunks(f: IO[bytes], size: int = CHUNK_LINES) -> Iterator[list[bytes]]:
