@@ -78,6 +78,8 @@ class ClusterConfig(_Strict):
 class ProxyConfig(_Strict):
     """Young accounts harvesting through rotating exits, without any shared fingerprint."""
 
+    max_age_s: float = Field(86400.0, gt=0, description="only accounts this fresh: campaigns use new ones")
+    min_harvest_ratio: float = Field(2.5, gt=0, description="output/input tokens, higher than the cohort's")
     min_events: int = Field(4, ge=2)
     min_networks: int = Field(3, ge=2)
     min_switch_share: float = Field(0.6, ge=0, le=1, description="share of requests from another network")

@@ -152,7 +152,7 @@ class AccountStage:
                         decisions.append(d)
 
         # A young account harvesting long answers through rotating exits (proxy), no fingerprint needed.
-        if (young and s.n >= pcfg.min_events and harvest_ratio >= acfg.harvest_ratio
+        if (age < pcfg.max_age_s and s.n >= pcfg.min_events and harvest_ratio >= pcfg.min_harvest_ratio
                 and s.distinct_networks() >= pcfg.min_networks and s.switch_share() >= pcfg.min_switch_share):
             d = decide("account", acct, "proxy_harvester", ts, min(1.0, harvest_ratio / 5),
                        {"harvest_ratio": round(harvest_ratio, 2), "networks": s.distinct_networks(),

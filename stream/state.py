@@ -42,7 +42,23 @@ def unpack_account(raw: bytes) -> AccountState:
     return s
 
 
-class AccountPartitions:
+class _Partitions:
+    """Stages keyed by partition: dropped when the partition is revoked, reconfigured in place."""
+
+    cfg: DetectorConfig
+    stages: dict
+
+    def drop(self, partitions: set[int]) -> None:
+        for p in partitions:
+            self.stages.pop(p, None)
+
+    def reconfigure(self, cfg: DetectorConfig) -> None:
+        self.cfg = cfg
+        for st in self.stages.values():
+            st.reconfigure(cfg)
+
+
+class AccountPartitions(_Partitions):
     """One AccountStage per assigned partition of the by-account topic."""
 
     def __init__(self, cfg: DetectorConfig, table: Any | None = None):
@@ -66,14 +82,6 @@ class AccountPartitions:
             self.stages[partition] = st
         return st
 
-    def drop(self, partitions: set[int]) -> None:
-        for p in partitions:
-            self.stages.pop(p, None)
-
-    def reconfigure(self, cfg: DetectorConfig) -> None:
-        self.cfg = cfg
-        for st in self.stages.values():
-            st.reconfigure(cfg)
 
     async def snapshot(self, send: Callable[[int, str, bytes | None], None], slice_size: int = 500) -> int:
         """Write every account changed since the last snapshot; returns how many.
@@ -115,7 +123,7 @@ class AccountPartitions:
         return load
 
 
-class GroupPartitions:
+class GroupPartitions(_Partitions):
     """One GroupStage per assigned partition of the by-group topic; each owns the keys hashed to it."""
 
     def __init__(self, cfg: DetectorConfig, partitions: int):
@@ -132,11 +140,3 @@ class GroupPartitions:
             self.stages[partition] = st
         return st
 
-    def drop(self, partitions: set[int]) -> None:
-        for p in partitions:
-            self.stages.pop(p, None)
-
-    def reconfigure(self, cfg: DetectorConfig) -> None:
-        self.cfg = cfg
-        for st in self.stages.values():
-            st.reconfigure(cfg)

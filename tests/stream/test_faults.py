@@ -7,19 +7,12 @@ import time
 import orjson
 import pytest
 import redis
+from conftest import wait_until
 from kafka import KafkaProducer
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def _wait(pred, timeout: float = 30.0, every: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(every)
-    return pred()
 
 
 def _event(i: int, account: str, ts: float, **kw) -> dict:
@@ -49,7 +42,7 @@ def test_poison_events_go_to_the_dlq_and_nothing_is_lost(start_worker, redis_url
     dlq = consume_all(broker.bootstrap, w.topics["dlq"], timeout=30, min_messages=poison + 4)
     reasons = [orjson.loads(r.value)["reason"] for r in dlq]
     assert reasons.count("processing_error") == poison
-    assert _wait(lambda: w.metric("ratehound_events_total", outcome="processed") == produced - poison)
+    assert wait_until(lambda: w.metric("ratehound_events_total", outcome="processed") == produced - poison)
     # produced = processed + DLQ, exactly ([1,2] is two rejected elements)
     assert w.metric("ratehound_events_total", outcome="processed") + reasons.count("processing_error") == produced
     assert sorted(r for r in reasons if r != "processing_error") == ["not_json", "not_object", "not_object",
@@ -73,22 +66,22 @@ def test_redis_outage_and_empty_restart_lose_no_decision(start_worker, own_redis
 
     r = redis.Redis.from_url(url, socket_timeout=1)
     first = campaign("before")
-    assert _wait(lambda: r.get(f"rh:d:account:{first[-1]}"))
+    assert wait_until(lambda: r.get(f"rh:d:account:{first[-1]}"))
     processed = w.metric("ratehound_events_total", outcome="processed")
 
     own_redis.kill()
     during = campaign("during")
     # consumption never stops while Redis is away; decisions wait for it
-    assert _wait(lambda: w.metric("ratehound_events_total", outcome="processed") >= processed + len(during))
-    assert _wait(lambda: w.metric("ratehound_sink_up", sink="redis") == 0, timeout=20)
-    assert _wait(lambda: w.metric("ratehound_sink_pending", sink="redis") > 0, timeout=20)
+    assert wait_until(lambda: w.metric("ratehound_events_total", outcome="processed") >= processed + len(during))
+    assert wait_until(lambda: w.metric("ratehound_sink_up", sink="redis") == 0, timeout=20)
+    assert wait_until(lambda: w.metric("ratehound_sink_pending", sink="redis") > 0, timeout=20)
 
     own_redis.restart()  # empty: it keeps nothing on disk
     r = redis.Redis.from_url(own_redis.url, socket_timeout=1)
     # the queued decisions are written and the ones in force before the outage re-asserted
-    assert _wait(lambda: r.get(f"rh:d:account:{during[-1]}"), timeout=30)
-    assert _wait(lambda: r.get(f"rh:d:account:{first[-1]}"), timeout=30)
-    assert _wait(lambda: r.get("rh:heartbeat"), timeout=15)
-    assert _wait(lambda: w.metric("ratehound_sink_up", sink="redis") == 1, timeout=20)
+    assert wait_until(lambda: r.get(f"rh:d:account:{during[-1]}"), timeout=30)
+    assert wait_until(lambda: r.get(f"rh:d:account:{first[-1]}"), timeout=30)
+    assert wait_until(lambda: r.get("rh:heartbeat"), timeout=15)
+    assert wait_until(lambda: w.metric("ratehound_sink_up", sink="redis") == 1, timeout=20)
     assert w.metric("ratehound_sink_pending", sink="redis") == 0
     p.close()

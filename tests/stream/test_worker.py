@@ -7,6 +7,7 @@ import time
 import orjson
 import pytest
 import redis
+from conftest import wait_until
 from kafka import KafkaProducer
 
 pytestmark = pytest.mark.integration
@@ -25,14 +26,6 @@ def _campaign(n_accounts: int, now: float) -> list[dict]:
     return [_event(i, f"acct_camp_{i}", f"203.0.{i}.7", now + i * 0.01) for i in range(n_accounts)]
 
 
-def _wait(pred, timeout: float = 20.0, every: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(every)
-    return pred()
 
 
 @pytest.fixture
@@ -53,7 +46,7 @@ def test_campaign_reaches_redis_topic_and_metrics(start_worker, redis_url, produ
     r = redis.Redis.from_url(redis_url)
     # the first accounts only build the cluster; later ones join a known campaign and are blocked
     last = events[-1]["account_id"]
-    raw = _wait(lambda: r.get(f"rh:d:account:{last}"))
+    raw = wait_until(lambda: r.get(f"rh:d:account:{last}"))
     assert raw is not None, "no decision in Redis"
     doc = orjson.loads(raw)
     assert doc["action"] == "block" and doc["reason"] == "campaign_cluster"
@@ -66,10 +59,10 @@ def test_campaign_reaches_redis_topic_and_metrics(start_worker, redis_url, produ
     for d in decisions:  # the contract's form
         assert {"ts", "scope", "key", "action", "ttl_s", "reason", "score", "evidence"} <= d.keys()
 
-    assert _wait(lambda: w.metric("ratehound_events_total", outcome="processed") >= 12)
+    assert wait_until(lambda: w.metric("ratehound_events_total", outcome="processed") >= 12)
     assert w.metric("ratehound_decisions_total", scope="account", action="block", reason="campaign_cluster") >= 1
     assert w.metric("ratehound_event_to_decision_seconds_count") >= 1
-    assert r.get("rh:heartbeat") is not None or _wait(lambda: r.get("rh:heartbeat"), timeout=10)
+    assert r.get("rh:heartbeat") is not None or wait_until(lambda: r.get("rh:heartbeat"), timeout=10)
     # no metric label carries an account id or an address
     text = w.metrics_text()
     assert "acct_camp" not in text and "203.0." not in text
@@ -92,8 +85,8 @@ def test_malformed_input_goes_to_dlq_and_duplicates_count_once(start_worker, red
     reasons = sorted(orjson.loads(rec.value)["reason"] for rec in dlq)
     assert reasons == ["bad_ip", "future_ts", "not_json", "schema"]
     assert all(orjson.loads(rec.value)["detail"] for rec in dlq)
-    assert _wait(lambda: w.metric("ratehound_events_total", outcome="processed") == 1)
-    assert _wait(lambda: w.metric("ratehound_events_total", outcome="duplicate") == 1)
+    assert wait_until(lambda: w.metric("ratehound_events_total", outcome="processed") == 1)
+    assert wait_until(lambda: w.metric("ratehound_events_total", outcome="duplicate") == 1)
     assert w.metric("ratehound_dlq_total", reason="not_json") == 1
     assert w.metric("ratehound_events_total", outcome="rejected") == 4
     assert w.proc.poll() is None  # still running
@@ -107,7 +100,7 @@ def test_restarted_worker_resumes_account_state_from_its_table(start_worker, red
                     account_created_ts=now - 9e7)
         producer.send(w.topics["requests"], value=orjson.dumps(ev))
         producer.flush()  # one record per batch: tansu may skip the rest of a batch on resume
-    assert _wait(lambda: w.metric("ratehound_events_total", outcome="processed") == 5)
+    assert wait_until(lambda: w.metric("ratehound_events_total", outcome="processed") == 5)
     time.sleep(2.5)  # two snapshot intervals (1 s in tests)
     w.stop()  # SIGTERM: drains and commits
 
@@ -116,7 +109,7 @@ def test_restarted_worker_resumes_account_state_from_its_table(start_worker, red
     ev = _event(9, "acct_resume", "198.51.100.20", now + 9, payment_fp="pay_resume", account_created_ts=now - 9e7)
     producer.send(w.topics["requests"], value=orjson.dumps(ev))
     producer.flush()
-    assert _wait(lambda: w2.metric("ratehound_events_total", outcome="processed") >= 1)
+    assert wait_until(lambda: w2.metric("ratehound_events_total", outcome="processed") >= 1)
     # the old events were committed, not re-read; the account came back from the table
     assert w2.metric("ratehound_events_total", outcome="processed") == 1
     assert w2.metric("ratehound_state_restored_total", kind="account") == 1
@@ -137,13 +130,13 @@ def test_thresholds_reload_without_restart_and_bad_files_are_rejected(start_work
     pid = w.proc.pid
 
     cfg.write_text("version: v2\npolicy:\n  rules:\n    campaign_cluster: {shadow: true}\n")
-    assert _wait(lambda: _healthz(w)["config_version"].startswith("v2@"), timeout=15)
+    assert wait_until(lambda: _healthz(w)["config_version"].startswith("v2@"), timeout=15)
     version = _healthz(w)["config_version"]
     assert w.metric("ratehound_config_info", version=version) == 1
     assert w.metric("ratehound_config_reloads_total", result="ok") == 1
 
     cfg.write_text("version: v3\nnetwork:\n  min_accounts: 0\n")  # invalid: must be >= 1
-    assert _wait(lambda: w.metric("ratehound_config_reloads_total", result="error") == 1, timeout=15)
+    assert wait_until(lambda: w.metric("ratehound_config_reloads_total", result="error") == 1, timeout=15)
     assert _healthz(w)["config_version"] == version  # the last good config stays in force
     assert w.proc.pid == pid and w.proc.poll() is None
 
