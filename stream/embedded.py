@@ -575,6 +575,17 @@ def consume_all(
 # --------------------------------------------------------------------------- Redis
 
 
+def wait_until(pred, timeout: float = 20.0, every: float = 0.2):
+    """Poll ``pred`` until it returns something truthy or the timeout passes; returns its last value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(every)
+    return pred()
+
+
 def redis_reachable(url: str, timeout: float = 0.5) -> bool:
     """Return True if the Redis at ``url`` answers PING within ``timeout`` seconds."""
     import redis

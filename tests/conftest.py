@@ -97,17 +97,6 @@ def consume_all_fixture() -> Callable[..., list]:
     return consume_all
 
 
-def wait_until(pred, timeout: float = 20.0, every: float = 0.2):
-    """Poll ``pred`` until it returns something truthy or the timeout passes; returns its last value."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(every)
-    return pred()
-
-
 class RunningWorker:
     """A ``ratehound worker`` subprocess on its own app id, topics and web port."""
 

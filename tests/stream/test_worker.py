@@ -7,8 +7,9 @@ import time
 import orjson
 import pytest
 import redis
-from conftest import wait_until
 from kafka import KafkaProducer
+
+from stream.embedded import wait_until
 
 pytestmark = pytest.mark.integration
 
