@@ -70,6 +70,12 @@ class Worker:
             stream_buffer_maxsize=max(4096, settings.batch_size * 2),
             consumer_auto_offset_reset="earliest",
             # A JoinGroup waits up to this long for other members: tansu always waits it out.
+            # Only /metrics and /healthz: Faust's own pages would show table contents (account ids).
+            web_tables_enabled=False,
+            web_router_enabled=False,
+            web_graph_enabled=False,
+            web_stats_enabled=False,
+            web_metrics_enabled=False,
             broker_rebalance_timeout=settings.rebalance_timeout_s,
             broker_session_timeout=settings.rebalance_timeout_s,
             broker_heartbeat_interval=min(3.0, settings.rebalance_timeout_s / 3),

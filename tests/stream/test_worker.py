@@ -123,6 +123,19 @@ def _healthz(w) -> dict:
         return orjson.loads(r.read())
 
 
+def test_web_serves_metrics_and_health_but_no_table_pages(start_worker, redis_url):
+    import urllib.error
+    import urllib.request
+
+    w = start_worker(redis_url)
+    assert "ratehound_events_total" in w.metrics_text()
+    assert _healthz(w)["config_version"] == "default"
+    for path in ("/table/account_state/", "/router/", "/graph/", "/stats/", "/performance/"):
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(f"http://127.0.0.1:{w.web_port}{path}", timeout=2)
+        assert e.value.code == 404, path
+
+
 def test_thresholds_reload_without_restart_and_bad_files_are_rejected(start_worker, redis_url, tmp_path):
     cfg = tmp_path / "thresholds.yaml"
     cfg.write_text("version: v1\n")
