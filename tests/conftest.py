@@ -170,9 +170,11 @@ def start_worker(broker, tmp_path) -> Iterator[Callable[..., RunningWorker]]:
     """Start ``ratehound worker`` subprocesses (stopped at the end of the test)."""
     started: list[RunningWorker] = []
 
-    def start(redis_url: str, reuse: RunningWorker | None = None, **kw) -> RunningWorker:
-        """A new worker; with ``reuse``, one that takes over that worker's app id, topics and state."""
-        w = RunningWorker(broker.url, redis_url, tmp_path, **kw)
+    def start(redis_url: str, reuse: RunningWorker | None = None, broker_url: str | None = None,
+              **kw) -> RunningWorker:
+        """A new worker; with ``reuse``, one that takes over that worker's app id, topics and state;
+        with ``broker_url``, on another broker than the session's."""
+        w = RunningWorker(broker_url or broker.url, redis_url, tmp_path, **kw)
         if reuse is not None:
             w.app_id, w.topics = reuse.app_id, reuse.topics
             w.env.update({k: v for k, v in reuse.env.items() if k.startswith("RATEHOUND_") and k != "RATEHOUND_WEB_PORT"})
