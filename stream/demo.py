@@ -58,6 +58,11 @@ def run_demo(scenario: str = "mixed", scale: float = 0.3, duration: float = 600.
     """Run the demo until Ctrl-C (or ``exit_after`` seconds); returns decisions counted by reason."""
     colour = sys.stdout.isatty()
     counts: Counter = Counter()
+
+    def interrupted(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupted)  # `kill` stops everything too, like Ctrl-C
     with ExitStack() as stack:
         broker_env = os.environ.get("KAFKA_BROKER")
         if broker_env:
