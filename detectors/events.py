@@ -106,12 +106,12 @@ class EventDecoder:
                 events = [_decode_one(payload)]
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
             return self._decode_slowly(payload, now)
-        return self._check(events, now, None)
+        return self._check(events, now)
 
     def decode_lines(self, array: bytes, now: float) -> tuple[list[Event], list[Reject]]:
         """Decode a JSON array built from file lines: no length cap, one typed pass when all are valid."""
         try:
-            return self._check(_decode_many(array), now, None)
+            return self._check(_decode_many(array), now)
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
             return self._decode_slowly(array, now, max_len=None)
 
@@ -132,10 +132,10 @@ class EventDecoder:
                 events.append(_decode_one(item))
             except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
                 rejects.append(Reject(_classify(item, exc), _short(exc), item[:4096]))
-        ok, more = self._check(events, now, None)
+        ok, more = self._check(events, now)
         return ok, rejects + more
 
-    def _check(self, events: list[Event], now: float, _: None) -> tuple[list[Event], list[Reject]]:
+    def _check(self, events: list[Event], now: float) -> tuple[list[Event], list[Reject]]:
         """Semantic checks msgspec cannot express: finite times, real addresses."""
         ok: list[Event] = []
         rejects: list[Reject] = []

@@ -17,7 +17,7 @@ from typing import IO
 from detectors.config import DetectorConfig
 from detectors.events import Event, EventDecoder, Reject, encode_event
 from detectors.pipeline import Detector
-from detectors.policy import Decision
+from detectors.policy import Decision, encode_decision
 
 CHUNK_LINES = 5000
 REPLAY_MAX_GAP_S = 86400.0
@@ -93,3 +93,13 @@ def replay(path: str | Path, cfg: DetectorConfig, stats: ReplayStats | None = No
             stats.count_rejects(late)
             stats.decisions += len(decisions)
             yield from decisions
+
+
+def replay_to_file(path: str | Path, cfg: DetectorConfig, out: IO[bytes],
+                   stats: ReplayStats | None = None) -> list[Decision]:
+    """Replay ``path`` and write its decisions to ``out`` as JSON Lines; returns them too."""
+    decisions = []
+    for d in replay(path, cfg, stats):
+        out.write(encode_decision(d) + b"\n")
+        decisions.append(d)
+    return decisions

@@ -70,16 +70,14 @@ def cmd_simulate(a: argparse.Namespace) -> None:
 
 def cmd_replay(a: argparse.Namespace) -> None:
     """Run the detector over a recorded file; decisions as JSON Lines."""
-    from detectors.policy import encode_decision
-    from detectors.replay import ReplayStats, replay
+    from detectors.replay import ReplayStats, replay_to_file
 
     cfg = _config(a.config)
     stats = ReplayStats()
     t = time.perf_counter()
     out = sys.stdout.buffer if a.out == "-" else open(a.out, "wb")  # noqa: SIM115
     try:
-        for d in replay(a.events, cfg, stats):
-            out.write(encode_decision(d) + b"\n")
+        replay_to_file(a.events, cfg, out, stats)
     finally:
         if out is not sys.stdout.buffer:
             out.close()

@@ -10,25 +10,19 @@ from __future__ import annotations
 
 import gzip
 import json
-import subprocess
-import sys
 import tempfile
 from collections import Counter
 from pathlib import Path
 
 from detectors.config import load_config
-from detectors.policy import Decision, encode_decision
-from detectors.replay import replay
-
-ENFORCING = ("throttle", "block")
+from detectors.policy import ENFORCING, Decision
+from detectors.replay import replay_to_file
+from stream.evaluate import score_file
 
 
 def _run(events: str, config: str | None, out: Path) -> list[Decision]:
-    decisions = list(replay(events, load_config(config)))
     with open(out, "wb") as f:
-        for d in decisions:
-            f.write(encode_decision(d) + b"\n")
-    return decisions
+        return replay_to_file(events, load_config(config), f)
 
 
 def _enforced(decisions: list[Decision]) -> set[tuple[str, str]]:
@@ -44,11 +38,7 @@ def _labels(path: str | None) -> dict:
 
 
 def _score(score_py: Path, events: str, labels: str, decisions: Path) -> dict | None:
-    if not score_py.exists():
-        return None
-    out = subprocess.run([sys.executable, str(score_py), events, labels, str(decisions)], capture_output=True,
-                         text=True, check=True)
-    return json.loads(out.stdout)["summary"]
+    return score_file(score_py, events, labels, decisions)["summary"] if score_py.exists() else None
 
 
 def compare(events: str, config_a: str | None, config_b: str | None, labels: str | None = None,

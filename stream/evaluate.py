@@ -34,7 +34,8 @@ def _generate(name: str, seed: int, duration: float, scale: float, out: Path) ->
     return ev, lab
 
 
-def _score(score_py: Path, events: Path, labels: Path, decisions: Path) -> dict:
+def score_file(score_py: Path, events: str | Path, labels: str | Path, decisions: Path) -> dict:
+    """The shared scorer's full report for one decisions file."""
     out = subprocess.run([sys.executable, str(score_py), str(events), str(labels), str(decisions)],
                          check=True, capture_output=True, text=True)
     return json.loads(out.stdout)
@@ -50,18 +51,16 @@ def _baseline(eval_dir: Path, events: Path, out: Path) -> Path:
 
 def run_one(name: str, events: Path, labels: Path, eval_dir: Path, out: Path, config: str | None) -> dict:
     from detectors.config import load_config
-    from detectors.policy import encode_decision
-    from detectors.replay import ReplayStats, replay
+    from detectors.replay import ReplayStats, replay_to_file
 
     dec = out / (events.name.replace(".jsonl.gz", "") + ".decisions.jsonl")
     stats = ReplayStats()
     t = time.perf_counter()
     with open(dec, "wb") as f:
-        for d in replay(events, load_config(config), stats):
-            f.write(encode_decision(d) + b"\n")
+        replay_to_file(events, load_config(config), f, stats)
     elapsed = time.perf_counter() - t
-    ours = _score(eval_dir / "score.py", events, labels, dec)
-    base = _score(eval_dir / "score.py", events, labels, _baseline(eval_dir, events, out))
+    ours = score_file(eval_dir / "score.py", events, labels, dec)
+    base = score_file(eval_dir / "score.py", events, labels, _baseline(eval_dir, events, out))
     return {"scenario": name, "events": stats.events, "replay_s": round(elapsed, 1), "ours": ours,
             "baseline": base}
 
