@@ -10,7 +10,6 @@ table is capped, so memory is bounded under any number of keys.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 from detectors.config import AccountConfig
 from detectors.rates import LN2
@@ -154,13 +153,11 @@ class AccountTracker:
     (1, 0)
     """
 
-    def __init__(self, cfg: AccountConfig, loader: Callable[[str], AccountState | None] | None = None):
+    def __init__(self, cfg: AccountConfig):
         self.cfg = cfg
         self.states: dict[str, AccountState] = {}
         self.evicted = 0
         self.expired = 0
-        # A snapshot store may hand back state this process never saw (after a restart or rebalance).
-        self.loader = loader
         self.track_dirty = False
         self.dirty: set[str] = set()
         self.removed: list[str] = []
@@ -173,10 +170,7 @@ class AccountTracker:
         if s is None:
             if len(self.states) >= self.cfg.max_accounts:
                 self._evict()
-            s = self.loader(account) if self.loader is not None else None
-            if s is None:
-                s = AccountState(ts, created)
-            self.states[account] = s
+            s = self.states[account] = AccountState(ts, created)
         elif created is not None and s.created != s.created:
             s.created = created
         if self.track_dirty:

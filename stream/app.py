@@ -25,12 +25,13 @@ import faust
 from prometheus_client import generate_latest
 
 from detectors.config import ConfigError, DetectorConfig
-from detectors.events import EventDecoder, Reject, encode_event
+from detectors.events import Event, EventDecoder, Reject, encode_event
 from detectors.pipeline import Observation, group_keys
 from detectors.policy import Decision, DecisionLedger, encode_decision
 from stream import metrics
 from stream.kafka_tuning import cap_fetch_wait
 from stream.records import (
+    SourcedEvents,
     dead_letters,
     decode_events,
     decode_observations,
@@ -57,6 +58,7 @@ class Worker:
         self.app = faust.App(
             settings.app_id,
             broker=settings.broker_url,
+            broker_credentials=settings.broker_credentials,
             store="memory://",
             datadir=settings.data_dir,
             web_host=settings.web_host,
@@ -99,6 +101,9 @@ class Worker:
         self.published = DecisionLedger(cfg.policy.refresh_before_expiry_share)
         self.watcher = ConfigWatcher(settings.config_path)
         self._evicted_seen: dict[str, int] = {}
+        self._next_snapshot = 0.0
+        self._in_batch = False  # the accounts agent is inside a batch: no snapshot now, it would be torn
+        self._unacked: dict[int, list[Any]] = defaultdict(list)  # by-account input not yet in a snapshot
         metrics.CONFIG.labels(cfg.version).set(1)
         self._wire()
 
@@ -116,23 +121,29 @@ class Worker:
         @app.agent(self.by_account, name="accounts")
         async def accounts(stream: Any) -> None:
             async for events in stream.take_events(batch, within=within):
-                await self._guard(self._accounts, events)
+                self._in_batch = True
+                try:
+                    await self._guard(self._accounts, events)
+                finally:
+                    self._in_batch = False
 
         @app.agent(self.by_group, name="groups")
         async def groups(stream: Any) -> None:
             async for events in stream.take_events(batch, within=within):
                 await self._guard(self._groups, events)
 
-        @app.timer(interval=s.snapshot_every_s)
-        async def snapshot() -> None:
-            table = self.account_table
-            n = await self.accounts.snapshot(lambda p, k, v: self._table_put(table, p, k, v))
+        @app.timer(interval=min(1.0, s.snapshot_every_s))
+        async def idle_snapshot() -> None:
+            # Batches snapshot as they end; this covers a partition that went quiet after its last one.
+            if not self._in_batch and time.monotonic() >= self._next_snapshot:
+                self._snapshot()
+
+        @app.timer(interval=5.0)
+        async def gauges() -> None:
             metrics.TRACKED.labels("account").set(sum(len(st.accounts) for st in self.accounts.stages.values()))
             metrics.TRACKED.labels("network").set(sum(len(st.networks) for st in self.groups.stages.values()))
             metrics.TRACKED.labels("cluster").set(sum(len(st.clusters) for st in self.groups.stages.values()))
             self._count_evictions()
-            if n:
-                log.debug("snapshot: %d accounts", n)
 
         @app.timer(interval=5.0)
         async def housekeeping() -> None:
@@ -161,7 +172,9 @@ class Worker:
 
         @app.on_partitions_revoked.connect
         async def on_revoked(app_: Any, revoked: set, **kwargs: Any) -> None:
-            self.accounts.drop({tp.partition for tp in revoked if tp.topic == s.topics.by_account})
+            gone = {tp.partition for tp in revoked if tp.topic == s.topics.by_account}
+            self._snapshot(gone)  # hand the partition over exactly (a rebalance, a SIGTERM)
+            self.accounts.drop(gone)
             self.groups.drop({tp.partition for tp in revoked if tp.topic == s.topics.by_group})
 
     def reload(self) -> bool:
@@ -213,21 +226,45 @@ class Worker:
             if rejects:
                 bad += len(rejects)
                 await self._send_dlq(rejects, msg.topic, msg.partition, msg.offset)
+            split: dict[int, list[Event]] = defaultdict(list)
             for e in good:
-                per_partition[partition_of(e.account_id, n)].append(e)
+                split[partition_of(e.account_id, n)].append(e)
+            for p, evs in split.items():
+                per_partition[p].append(SourcedEvents(msg.partition, msg.offset, evs))
             ok += len(good)
         step = self.settings.max_message_events
-        for p, evs in per_partition.items():
-            for i in range(0, len(evs), step):  # bounded messages, whatever the batch size
-                await self.by_account.send(value=encode_events(evs[i:i + step]), partition=p)
+        for p, groups in per_partition.items():
+            chunk: list[SourcedEvents] = []
+            size = 0
+            for g in groups:  # bounded messages, whatever the batch size; an input message is never split
+                chunk.append(g)
+                size += len(g.events)
+                if size >= step:
+                    await self.by_account.send(value=encode_events(chunk), partition=p)
+                    chunk, size = [], 0
+            if chunk:
+                await self.by_account.send(value=encode_events(chunk), partition=p)
         metrics.EVENTS.labels("rejected").inc(bad)
         metrics.BATCH.observe(ok)
 
     async def _accounts(self, events: list[Any]) -> None:
         n = self.settings.partitions
         by_part: dict[int, list] = defaultdict(list)
+        replayed = 0
         for ev in events:
-            by_part[ev.message.partition].extend(decode_events(ev.message.value))
+            msg = ev.message
+            p = msg.partition
+            self.accounts.stage(p)  # a partition taken over restores its snapshot before its first event
+            for g in decode_events(msg.value):
+                if self.accounts.apply_source(p, g.partition, g.offset):
+                    by_part[p].extend(g.events)
+                else:
+                    replayed += 1  # re-read after a crash: its effects came back with the snapshot
+            # Committed only once a snapshot holds its effects (Faust flushes the snapshot first).
+            msg.incref()
+            self._unacked[p].append(msg)
+        if replayed:
+            metrics.REPLAYED.inc(replayed)
         routed: dict[int, list[Observation]] = defaultdict(list)
         fault = self.settings.fault_account
         for p, evs in by_part.items():
@@ -264,7 +301,24 @@ class Worker:
         for tp, obs_list in routed.items():
             for i in range(0, len(obs_list), step):
                 await self.by_group.send(value=encode_observations(obs_list[i:i + step]), partition=tp)
+        if time.monotonic() >= self._next_snapshot:
+            self._snapshot()
         metrics.HEARTBEAT.set(time.time())
+
+    def _snapshot(self, partitions: set[int] | None = None) -> None:
+        """Between batches only, so a snapshot holds exactly the input up to its recorded offset."""
+        table = self.account_table
+        n = self.accounts.snapshot(lambda p, k, v: self._table_put(table, p, k, v), partitions)
+        self._next_snapshot = time.monotonic() + self.settings.snapshot_every_s
+        consumer = self.app.consumer
+        for p in list(self._unacked) if partitions is None else partitions:
+            for msg in self._unacked.pop(p, ()):
+                try:
+                    msg.ack(consumer)
+                except Exception:  # noqa: BLE001 - a partition revoked under us: the next owner re-reads it
+                    log.debug("ack after revocation failed", exc_info=True)
+        if n:
+            log.debug("snapshot: %d accounts", n)
 
     async def _groups(self, events: list[Any]) -> None:
         for ev in events:
@@ -321,8 +375,7 @@ class Worker:
             self._evicted_seen[kind] = n
 
     @staticmethod
-    def _table_put(table: Any, partition: int, key: str, value: bytes | None) -> None:
-        k = key.encode()
+    def _table_put(table: Any, partition: int, k: bytes, value: bytes | None) -> None:
         if value is None:
             table.data.pop(k, None)
         else:

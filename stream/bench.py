@@ -62,13 +62,18 @@ def preload(bootstrap: str, topic: str, events: list[dict], per_message: int) ->
     p = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, batch_size=1 << 20, acks=1,
                       max_request_size=8 << 20, compression_type=None)
     n = 0
+    parts = sorted(p.partitions_for(topic) or [0])
     if per_message == 1:
         for ev in events:
             p.send(topic, key=ev["account_id"].encode(), value=orjson.dumps(ev))
             n += 1
     else:
+        # Round-robin over partitions, as a fleet of gateways would spread its arrays: every partition
+        # covers the same span of event time. (With no key, the sticky partitioner would fill one
+        # partition with minutes of traffic before the next, and a worker reading them side by side
+        # would see events from far apart in time.)
         for i in range(0, len(events), per_message):
-            p.send(topic, value=orjson.dumps(events[i:i + per_message]))
+            p.send(topic, value=orjson.dumps(events[i:i + per_message]), partition=parts[n % len(parts)])
             n += 1
     p.flush()
     p.close()

@@ -32,12 +32,21 @@ def cmd_worker(a: argparse.Namespace) -> None:
                                    ("RATEHOUND_CONFIG", a.config)) if v}
     os.environ.update(overrides)
     from stream.reload import load_versioned
+    from stream.security import KafkaLoginError, KafkaSecurityError, check_kafka_login
 
-    settings = Settings()
+    try:
+        settings = Settings()
+    except KafkaSecurityError as exc:
+        sys.exit(f"ratehound: bad Kafka security settings: {exc}")
     try:
         cfg = load_versioned(settings.config_path)
     except (ConfigError, OSError) as exc:
         sys.exit(f"ratehound: bad config: {exc}")
+    if settings.kafka_security.protocol != "PLAINTEXT":
+        try:
+            check_kafka_login(settings.bootstrap, settings.kafka_security)
+        except KafkaLoginError as exc:
+            sys.exit(f"ratehound: {exc}")
     ensure_topics(settings)
     worker = Worker(settings, cfg)
     faust.Worker(worker.app, loglevel=a.loglevel, quiet=True).execute_from_commandline()

