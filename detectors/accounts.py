@@ -10,6 +10,8 @@ table is capped, so memory is bounded under any number of keys.
 from __future__ import annotations
 
 import math
+from array import array
+from typing import TYPE_CHECKING
 
 from detectors.config import AccountConfig
 from detectors.rates import LN2
@@ -19,8 +21,19 @@ H_SHORT, H_10, H_MID, H_LONG, H_TOKENS, H_PEAK = 2.0, 10.0, 60.0, 1800.0, 900.0,
 _K_SHORT, _K_10, _K_MID, _K_LONG, _K_TOK, _K_PEAK = (LN2 / h for h in (H_SHORT, H_10, H_MID, H_LONG, H_TOKENS, H_PEAK))
 
 
+# The floats of an account live in one array of doubles: 8 bytes each, where a Python float
+# attribute costs a 24-byte object plus its slot. Indices into that array:
+FLOAT_FIELDS = ("last_ts", "created", "c_short", "c_10", "c_mid", "c_long", "peak_mid", "out_tok", "in_tok",
+                "ia_mean", "ia_var", "flagged_until", "scored_ts", "ep_start", "mid_lag", "mid_lag_ts")
+(_LAST, _CREATED, _SHORT, _C10, _MID, _LONG, _PEAK, _OUT, _IN, _IAM, _IAV, _FLAG, _SCORED, _EPS, _LAG,
+ _LAGTS) = range(len(FLOAT_FIELDS))
+_ZERO = array("d", bytes(8 * len(FLOAT_FIELDS)))
+
+
 class AccountState:
-    """Compact online state of one account (about 20 numbers).
+    """Compact online state of one account: 16 doubles in one array and 5 small integers.
+
+    Each float is also readable and writable by name (``s.c_short``), for tests and cold paths.
 
     >>> s = AccountState(first_ts=0.0, created=-86400.0 * 400)
     >>> for i in range(40):                     # 10 requests/s for 4 s
@@ -29,70 +42,99 @@ class AccountState:
     (True, 2.0)
     """
 
-    __slots__ = (
-        "first_ts", "last_ts", "created", "n", "c_short", "c_10", "c_mid", "c_long", "peak_mid",
-        "out_tok", "in_tok", "last_net", "switches", "nets", "ia_mean", "ia_var", "flagged_until",
-        "scored_ts", "ep_start", "ep_n", "mid_lag", "mid_lag_ts",
-    )
+    __slots__ = ("v", "n", "last_net", "switches", "nets", "ep_n")
+
+    if TYPE_CHECKING:  # the named views of ``v``, added below
+        last_ts: float
+        c_short: float
+        c_10: float
+        c_mid: float
+        c_long: float
+        peak_mid: float
+        out_tok: float
+        in_tok: float
+        ia_mean: float
+        ia_var: float
+        ep_start: float
+        mid_lag: float
+        mid_lag_ts: float
 
     def __init__(self, first_ts: float, created: float | None):
-        self.first_ts = first_ts
-        self.last_ts = first_ts
-        self.created = math.nan if created is None else created
+        v = self.v = array("d", _ZERO)
+        v[_LAST] = v[_EPS] = v[_LAGTS] = first_ts
+        v[_CREATED] = math.nan if created is None else created
         self.n = 0
-        self.c_short = self.c_10 = self.c_mid = self.c_long = 0.0
-        self.peak_mid = 0.0
-        self.out_tok = self.in_tok = 0.0
         self.last_net = 0
         self.switches = 0
         self.nets = 0  # distinct networks seen, counted up to a few (a tiny bitmap of net hashes)
-        self.ia_mean = 0.0
-        self.ia_var = 0.0
-        self.flagged_until = 0.0
-        self.scored_ts = 0.0
-        # The current episode: requests since the last silence of EPISODE_GAP_S, and when it began.
-        self.ep_start = first_ts
+        # The current episode (ep_start, ep_n): requests since the last silence of EPISODE_GAP_S.
+        # mid_lag is the 60 s rate as it was at mid_lag_ts: the peak learns only rates a minute old.
         self.ep_n = 0
-        # The 60 s rate as it was at mid_lag_ts: the peak learns only rates at least a minute old.
-        self.mid_lag = 0.0
-        self.mid_lag_ts = first_ts
+
+    # Written from outside (the stage flags and scores accounts), so declared here for the type checker.
+    @property
+    def created(self) -> float:
+        return self.v[_CREATED]
+
+    @created.setter
+    def created(self, x: float) -> None:
+        self.v[_CREATED] = x
+
+    @property
+    def flagged_until(self) -> float:
+        return self.v[_FLAG]
+
+    @flagged_until.setter
+    def flagged_until(self, x: float) -> None:
+        self.v[_FLAG] = x
+
+    @property
+    def scored_ts(self) -> float:
+        return self.v[_SCORED]
+
+    @scored_ts.setter
+    def scored_ts(self, x: float) -> None:
+        self.v[_SCORED] = x
 
     def update(self, ts: float, net: int, out_tok: int, in_tok: int, learn: bool) -> None:
         """Count one request; ``learn`` False freezes the baseline while the account is enforced."""
-        dt = ts - self.last_ts
+        v = self.v
+        dt = ts - v[_LAST]
         if dt > EPISODE_GAP_S or self.n == 0:
-            self.ep_start = ts
+            v[_EPS] = ts
             self.ep_n = 0
         self.ep_n += 1
         if dt > 0.0:
-            self.c_short = self.c_short * math.exp(-dt * _K_SHORT) + 1.0
-            self.c_10 = self.c_10 * math.exp(-dt * _K_10) + 1.0
-            self.c_mid = self.c_mid * math.exp(-dt * _K_MID) + 1.0
-            f_tok = math.exp(-dt * _K_TOK)
-            self.out_tok = self.out_tok * f_tok + out_tok
-            self.in_tok = self.in_tok * f_tok + in_tok
+            exp = math.exp
+            v[_SHORT] = v[_SHORT] * exp(-dt * _K_SHORT) + 1.0
+            v[_C10] = v[_C10] * exp(-dt * _K_10) + 1.0
+            c_mid = v[_MID] = v[_MID] * exp(-dt * _K_MID) + 1.0
+            f_tok = exp(-dt * _K_TOK)
+            v[_OUT] = v[_OUT] * f_tok + out_tok
+            v[_IN] = v[_IN] * f_tok + in_tok
             if learn:
-                self.c_long = self.c_long * math.exp(-dt * _K_LONG) + 1.0
-                self.peak_mid *= math.exp(-dt * _K_PEAK)
+                v[_LONG] = v[_LONG] * exp(-dt * _K_LONG) + 1.0
+                peak = v[_PEAK] * exp(-dt * _K_PEAK)
                 # The peak takes the 60 s rate of a minute ago: a burst cannot raise its own baseline in time.
-                if ts - self.mid_lag_ts >= H_MID:
-                    if self.mid_lag > self.peak_mid:
-                        self.peak_mid = self.mid_lag
-                    self.mid_lag = self.c_mid * _K_MID
-                    self.mid_lag_ts = ts
-            lg = math.log(dt + 0.05)
-            d = lg - self.ia_mean
-            self.ia_mean += 0.2 * d
-            self.ia_var = 0.8 * (self.ia_var + 0.2 * d * d)
-            self.last_ts = ts
+                if ts - v[_LAGTS] >= H_MID:
+                    lag = v[_LAG]
+                    if lag > peak:
+                        peak = lag
+                    v[_LAG] = c_mid * _K_MID
+                    v[_LAGTS] = ts
+                v[_PEAK] = peak
+            d = math.log(dt + 0.05) - v[_IAM]
+            v[_IAM] += 0.2 * d
+            v[_IAV] = 0.8 * (v[_IAV] + 0.2 * d * d)
+            v[_LAST] = ts
         else:  # same instant or late: count it, decay nothing
-            self.c_short += 1.0
-            self.c_10 += 1.0
-            self.c_mid += 1.0
-            self.out_tok += out_tok
-            self.in_tok += in_tok
+            v[_SHORT] += 1.0
+            v[_C10] += 1.0
+            v[_MID] += 1.0
+            v[_OUT] += out_tok
+            v[_IN] += in_tok
             if learn:
-                self.c_long += 1.0
+                v[_LONG] += 1.0
         if self.n and net != self.last_net:
             self.switches += 1
         self.nets |= 1 << (net & 63)
@@ -100,21 +142,22 @@ class AccountState:
         self.n += 1
 
     def rate_short(self) -> float:
-        return self.c_short * _K_SHORT
+        return self.v[_SHORT] * _K_SHORT
 
     def episode_rate(self) -> float:
         """Requests per second since the account last woke up: exact from the first second of a burst."""
-        return self.ep_n / max(self.last_ts - self.ep_start, 0.5)
+        v = self.v
+        return self.ep_n / max(v[_LAST] - v[_EPS], 0.5)
 
     def rate_10(self) -> float:
-        return self.c_10 * _K_10
+        return self.v[_C10] * _K_10
 
     def rate_mid(self) -> float:
-        return self.c_mid * _K_MID
+        return self.v[_MID] * _K_MID
 
     def long_rate(self, observed_s: float) -> float:
         """The account's long-run rate, bias-corrected for how long it has been watched."""
-        r = self.c_long * _K_LONG
+        r = self.v[_LONG] * _K_LONG
         if observed_s > 0.0:
             seen = 1.0 - math.exp(-observed_s * _K_LONG)
             r = r / seen if seen > 1e-9 else self.rate_mid()
@@ -122,11 +165,12 @@ class AccountState:
 
     def baseline(self, observed_s: float) -> float:
         """The account's own normal rate: its long-run rate or its earlier peak, whichever is higher."""
-        return max(self.long_rate(observed_s), self.peak_mid)
+        return max(self.long_rate(observed_s), self.v[_PEAK])
 
     def harvest_ratio(self) -> float:
         """Output over input tokens: distillation harvests long answers to short prompts."""
-        return self.out_tok / (self.in_tok + 50.0)
+        v = self.v
+        return v[_OUT] / (v[_IN] + 50.0)
 
     def switch_share(self) -> float:
         return self.switches / (self.n - 1) if self.n > 1 else 0.0
@@ -136,10 +180,26 @@ class AccountState:
 
     def timing_cv(self) -> float:
         """Spread of log inter-arrival times: scripts are regular, people are not."""
-        return math.sqrt(max(self.ia_var, 0.0))
+        return math.sqrt(max(self.v[_IAV], 0.0))
 
     def age(self, ts: float) -> float:
-        return ts - self.created if self.created == self.created else math.inf
+        created = self.v[_CREATED]
+        return ts - created if created == created else math.inf
+
+
+def _named(i: int) -> property:
+    def get(self: AccountState) -> float:
+        return self.v[i]
+
+    def put(self: AccountState, x: float) -> None:
+        self.v[i] = x
+
+    return property(get, put)
+
+
+for _i, _name in enumerate(FLOAT_FIELDS):
+    if not hasattr(AccountState, _name):
+        setattr(AccountState, _name, _named(_i))
 
 
 class AccountTracker:

@@ -26,6 +26,7 @@ the committed offset never runs ahead of the state either.
 from __future__ import annotations
 
 import logging
+from array import array
 from collections.abc import Callable
 from typing import Any
 
@@ -46,14 +47,22 @@ Send = Callable[[int, bytes, "bytes | None"], None]
 
 
 def pack_account(s: AccountState) -> bytes:
-    return _enc.encode([getattr(s, f) for f in AccountState.__slots__])
+    return _enc.encode([s.v.tobytes(), s.n, s.last_net, s.switches, s.nets, s.ep_n])
 
 
 def unpack_account(raw: bytes) -> AccountState:
-    values = _dec.decode(raw)
+    """
+    >>> s = AccountState(first_ts=5.0, created=1.0)
+    >>> s.update(6.0, net=3, out_tok=10, in_tok=5, learn=True)
+    >>> t = unpack_account(pack_account(s))
+    >>> (t.v == s.v, t.n, t.nets, t.last_ts)
+    (True, 1, 8, 6.0)
+    """
+    floats, n, last_net, switches, nets, ep_n = _dec.decode(raw)
     s = AccountState.__new__(AccountState)
-    for f, v in zip(AccountState.__slots__, values, strict=True):
-        setattr(s, f, v)
+    s.v = array("d")
+    s.v.frombytes(floats)
+    s.n, s.last_net, s.switches, s.nets, s.ep_n = n, last_net, switches, nets, ep_n
     return s
 
 
