@@ -25,8 +25,9 @@ class EventTimeConfig(_Strict):
     """How event time is trusted: bounded lateness and future skew."""
 
     max_future_s: float = Field(300.0, gt=0, description="events further ahead of the clock are rejected")
+    # An hour: a worker catching up reads its input partitions out of step by many minutes.
     max_lateness_s: float = Field(
-        600.0, gt=0, description="events older than this behind their account's latest event: DLQ 'late'")
+        3600.0, gt=0, description="events older than this behind their account's latest event: DLQ 'late'")
 
 
 class AccountConfig(_Strict):

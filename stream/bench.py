@@ -207,10 +207,14 @@ def bench_worker(events: list[dict], per_message: int, workers: int, partitions:
                 w.wait_ready()
             dt, rate = drain(ws, len(events))
             rss = sum(w.rss_mb() for w in ws)
+            # Counted in the rate (each was read and judged) but worth seeing: input partitions read
+            # out of step make some events late for their account.
+            late = sum(w.metrics().get('ratehound_dlq_total{reason="late"}', 0.0) for w in ws)
         finally:
             for w in ws:
                 w.stop()
-    return {"events": len(events), "seconds": round(dt, 2), "events_per_s": round(rate), "rss_mb": round(rss)}
+    return {"events": len(events), "seconds": round(dt, 2), "events_per_s": round(rate), "rss_mb": round(rss),
+            "late": int(late)}
 
 
 def bench_latency(rate: float, seconds: float, partitions: int, tmp: Path) -> dict:

@@ -141,7 +141,7 @@ def test_malformed_lines_go_to_rejects_and_do_not_stop_the_replay(tmp_path):
 
 
 def test_late_lines_are_counted_as_rejects(tmp_path):
-    lines = [_valid_line(i, T0 + 1000.0 + i) for i in range(10)] + [_valid_line(99, T0)]
+    lines = [_valid_line(i, T0 + 1000.0 + i) for i in range(10)] + [_valid_line(99, T0 - 3000.0)]  # > 1 h behind a4
     p = tmp_path / "late.jsonl"
     p.write_bytes(b"\n".join(lines) + b"\n")
     stats = ReplayStats()
