@@ -241,19 +241,28 @@ class GroupStage:
             one(o, decisions)
         return decisions
 
-    def process_one(self, o: Observation, decisions: list[Decision]) -> None:
-        """One observation: the networks, ASN and clusters this stage owns among its keys."""
+    def process_one(self, o: Observation, decisions: list[Decision], keys: list[str] | None = None) -> None:
+        """One observation: the networks, ASN and clusters this stage owns among its keys.
+
+        ``keys``: its group keys that this stage owns, when the router already knows them (it computed
+        them to route the observation); otherwise they are computed here."""
         ncfg = self.cfg.network
         ccfg = self.cfg.cluster
-        owns = self.owns
         decide = self.policy.decide
+        if keys is None:
+            owns = self.owns
+            keys = group_keys(o, ccfg) if owns is None else [k for k in group_keys(o, ccfg) if owns(k)]
+        if not keys:
+            return
         ts = o.ts
         if ts > self.now:
             self.now = ts
             if ts >= self._next_expiry:
                 self._expire(ts)
         crowd = 0
-        if owns is None or owns(o.net):
+        first = 0  # keys come in group_keys order: network, ASN, then clusters
+        if keys[0] == o.net:
+            first = 1
             ns = self.networks.observe(o.net, o.account, ts, o.young, o.awakened_rps > 0, o.out_tok, o.in_tok,
                                        o.harvest)
             if o.awakened_rps > 0:
@@ -274,15 +283,12 @@ class GroupStage:
             # questions: a classroom or hackathon. A proxy exit crowded by a campaign harvests instead.
             if o.young and o.networks_used == 1 and ns.young_harvest_share() < ccfg.min_harvest_share:
                 crowd = ns.young_accounts(ts, ccfg.window_s)
-        if o.asn is not None:
-            ak = asn_key(o.asn)
-            if owns is None or owns(ak):
-                self.networks.observe(ak, o.account, ts, o.young, False, o.out_tok, o.in_tok)
+        if o.asn is not None and first < len(keys) and keys[first] == asn_key(o.asn):
+            self.networks.observe(keys[first], o.account, ts, o.young, False, o.out_tok, o.in_tok)
+            first += 1
         if not o.young:
             return
-        for key in cluster_keys(o.prompt_fp, o.payment_fp, o.user_agent, o.created, ccfg):
-            if owns is not None and not owns(key):
-                continue
+        for key in keys[first:]:
             c = self.clusters.observe(key, o.account, ts, o.net_id, o.harvest)
             if not c.flagged:
                 continue

@@ -149,6 +149,9 @@ class Worker:
         async def housekeeping() -> None:
             await self.redis.flush()
             await self.redis.heartbeat(self.cfg.version)
+
+        @app.timer(interval=1.0)
+        async def lag() -> None:
             await self._update_lag()
 
         @app.timer(interval=2.0)
@@ -265,7 +268,7 @@ class Worker:
             self._unacked[p].append(msg)
         if replayed:
             metrics.REPLAYED.inc(replayed)
-        routed: dict[int, list[Observation]] = defaultdict(list)
+        routed: dict[int, list[tuple[Observation, list[str]]]] = defaultdict(list)
         fault = self.settings.fault_account
         for p, evs in by_part.items():
             stage = self.accounts.stage(p)
@@ -294,9 +297,15 @@ class Worker:
             await self._publish(decisions)
             ccfg = self.cfg.cluster
             for o in obs:
-                targets = {partition_of(k, n) for k in group_keys(o, ccfg)} if n > 1 else {0}
-                for tp in targets:
-                    routed[tp].append(o)
+                keys = group_keys(o, ccfg)
+                if n == 1:
+                    routed[0].append((o, keys))
+                    continue
+                split: dict[int, list[str]] = {}
+                for k in keys:
+                    split.setdefault(partition_of(k, n), []).append(k)
+                for tp, owned in split.items():
+                    routed[tp].append((o, owned))
         step = self.settings.max_message_events
         for tp, obs_list in routed.items():
             for i in range(0, len(obs_list), step):
@@ -324,12 +333,14 @@ class Worker:
         for ev in events:
             stage = self.groups.stage(ev.message.partition)
             decisions: list[Decision] = []
-            for o in decode_observations(ev.message.value):
+            obs = decode_observations(ev.message.value)
+            for o, keys in obs:
                 try:
-                    stage.process_one(o, decisions)
+                    stage.process_one(o, decisions, keys)
                 except Exception:  # noqa: BLE001 - the event itself was processed and counted upstream
                     metrics.GROUP_ERRORS.inc()
                     log.exception("group stage failed on one observation")
+            metrics.GROUP_OBSERVATIONS.inc(len(obs))
             await self._publish(decisions)
 
     # -- effects ------------------------------------------------------------------------------------------

@@ -88,11 +88,11 @@ class Worker:
     def __init__(self, broker_url: str, redis_url: str, app_id: str, partitions: int, tmp: Path,
                  cpu: int | None = None):
         self.port = free_port()
+        self.topics = {k: f"{app_id}.{k}" for k in ("requests", "dlq", "by_account", "by_group", "decisions")}
         env = dict(os.environ, KAFKA_BROKER=broker_url, REDIS_URL=redis_url, RATEHOUND_APP_ID=app_id,
                    RATEHOUND_PARTITIONS=str(partitions), RATEHOUND_WEB_PORT=str(self.port),
                    RATEHOUND_DATA_DIR=str(tmp / f"{app_id}-{self.port}"),
-                   **{f"RATEHOUND_TOPIC_{k.upper()}": f"{app_id}.{k}"
-                      for k in ("requests", "dlq", "by_account", "by_group", "decisions")})
+                   **{f"RATEHOUND_TOPIC_{k.upper()}": v for k, v in self.topics.items()})
         cmd = [sys.executable, "-m", "stream.cli", "worker", "--loglevel", "info"]
         if cpu is not None and hasattr(os, "sched_setaffinity"):
             cmd = ["taskset", "-c", str(cpu)] + cmd
@@ -171,23 +171,35 @@ def services(partitions: int, app_id: str):
 
 
 def drain(workers: list[Worker], total: int, timeout: float = 600.0) -> tuple[float, float]:
-    """Seconds and events/s from the first processed event until all ``total`` are processed
-    (from the call, if everything was done before the first look: a run too small to time)."""
+    """Seconds and events/s from the first processed event until all ``total`` are through both stages:
+    every event judged by its account stage, and nothing left for the group stages (their consumer lag,
+    sampled every second, at zero and their count still). From the call, if everything was done before
+    the first look: a run too small to time."""
     t_first = None
     first_count = 0.0
     t_call = time.monotonic()
     deadline = time.monotonic() + timeout
     last = 0.0
+    groups_seen = -1.0
     while time.monotonic() < deadline:
-        done = sum(w.processed() for w in workers)
+        ms = [w.metrics() for w in workers]
+        done = sum(sum(m.get(f'ratehound_events_total{{outcome="{o}"}}', 0.0)
+                       for o in ("processed", "duplicate", "rejected")) for m in ms)
         now = time.monotonic()
         if t_first is None and 0 < done < total:
             t_first, first_count = now, done
         if done >= total:
-            if t_first is None:
-                t_first, first_count = t_call, 0.0
-            dt = now - (t_first or now)
-            return dt, (done - first_count) / dt if dt > 0 else math.inf
+            groups = sum(m.get("ratehound_group_observations_total", 0.0) for m in ms)
+            behind = sum(m.get(f'ratehound_consumer_lag_messages{{topic="{t}"}}', 1.0)
+                         for m in ms for t in (workers[0].topics["by_account"], workers[0].topics["by_group"]))
+            if behind == 0 and groups == groups_seen:
+                if t_first is None:
+                    t_first, first_count = t_call, 0.0
+                dt = now - (t_first or now) - 1.0  # the group count was already still a second ago
+                return dt, (done - first_count) / dt if dt > 0 else math.inf
+            groups_seen = groups
+            time.sleep(1.0)
+            continue
         last = done
         time.sleep(0.1)
     raise RuntimeError(f"only {last} of {total} events processed in {timeout}s")

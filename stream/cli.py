@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import sys
@@ -48,6 +49,9 @@ def cmd_worker(a: argparse.Namespace) -> None:
         except KafkaLoginError as exc:
             sys.exit(f"ratehound: {exc}")
     ensure_topics(settings)
+    # Millions of small long-lived objects (account states) make Python's default collection
+    # thresholds scan them again and again; collect young objects less often.
+    gc.set_threshold(50_000, 50, 100)
     worker = Worker(settings, cfg)
     faust.Worker(worker.app, loglevel=a.loglevel, quiet=True).execute_from_commandline()
 

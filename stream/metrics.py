@@ -40,6 +40,9 @@ HEARTBEAT = Gauge("ratehound_last_batch_timestamp_seconds", "Wall time of the la
 
 SINK_UP = Gauge("ratehound_sink_up", "1 while the sink's last write or heartbeat succeeded", ["sink"],
                 registry=REGISTRY)
+GROUP_OBSERVATIONS = Counter("ratehound_group_observations_total",
+                             "Observations the group stages processed (an event counts once per owning partition)",
+                             registry=REGISTRY)
 GROUP_ERRORS = Counter("ratehound_group_stage_errors_total",
                        "Observations a group stage failed on (their events were counted as processed)",
                        registry=REGISTRY)

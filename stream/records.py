@@ -23,7 +23,7 @@ class SourcedEvents(msgspec.Struct, array_like=True, gc=False):
 
 _enc = msgspec.msgpack.Encoder()
 _dec_events = msgspec.msgpack.Decoder(list[SourcedEvents])
-_dec_obs = msgspec.msgpack.Decoder(list[Observation])
+_dec_obs = msgspec.msgpack.Decoder(list[tuple[Observation, list[str]]])
 
 
 def partition_of(key: str, partitions: int) -> int:
@@ -48,11 +48,12 @@ def decode_events(payload: bytes) -> list[SourcedEvents]:
     return _dec_events.decode(payload)
 
 
-def encode_observations(obs: list[Observation]) -> bytes:
+def encode_observations(obs: list[tuple[Observation, list[str]]]) -> bytes:
+    """Observations, each with the group keys its receiving partition owns (the router knows them)."""
     return _enc.encode(obs)
 
 
-def decode_observations(payload: bytes) -> list[Observation]:
+def decode_observations(payload: bytes) -> list[tuple[Observation, list[str]]]:
     return _dec_obs.decode(payload)
 
 
