@@ -4,6 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 EVAL ?= ../shared/eval
+SOAK_MINUTES ?= 10
 export PYTHONDONTWRITEBYTECODE=1
 
 .PHONY: help install demo test test-fast lint bench eval soak clean
@@ -37,6 +38,9 @@ eval: $(STAMP)  ## detection quality table: replay + scorer on the dev hour and 
 
 bench: $(STAMP)  ## throughput, latency, memory and recovery benchmark through the real broker
 	$(BIN)/python -m stream.bench
+
+soak: $(STAMP)  ## one worker, steady load, churning keys for SOAK_MINUTES (10): RSS, lag, keys, probe latency, flat?
+	$(BIN)/python -m stream.soak --minutes $(SOAK_MINUTES)
 
 clean:  ## remove the virtualenv, caches and generated files
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .mypy_cache out

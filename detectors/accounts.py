@@ -258,6 +258,9 @@ class AccountTracker:
                 break
             head.append((s.last_ts, k))
         head.sort()
-        for _, k in head[: max(1, n // 2)]:
+        gone = [k for _, k in head[: max(1, n // 2)]]
+        for k in gone:
             del self.states[k]
-        self.evicted += max(1, n // 2)
+        if self.track_dirty:
+            self.removed.extend(gone)
+        self.evicted += len(gone)

@@ -28,6 +28,8 @@ class EventTimeConfig(_Strict):
     # An hour: a worker catching up reads its input partitions out of step by many minutes.
     max_lateness_s: float = Field(
         3600.0, gt=0, description="events older than this behind their account's latest event: DLQ 'late'")
+    dedupe_ids: int = Field(
+        100_000, ge=1000, description="event ids each account partition remembers, to count a redelivery once")
 
 
 class AccountConfig(_Strict):
@@ -98,6 +100,7 @@ class NetworkConfig(_Strict):
     takeover_share: float = Field(0.9, gt=0, le=1, description="share of a network's events from flagged accounts")
     takeover_min_accounts: int = Field(10, ge=1)
     max_networks: int = Field(1_000_000, ge=1000)
+    ip_cache_size: int = Field(100_000, ge=1000, description="addresses whose network is remembered, per stage")
 
 
 class RuleConfig(_Strict):

@@ -33,7 +33,7 @@ class NetworkKeys:
         self.v4 = ipv4_prefix
         self.v6 = ipv6_prefix
         self._cache: dict[str, tuple[str, int]] = {}
-        self._cache_size = cache_size
+        self.cache_size = cache_size
 
     def network_of(self, ip: str) -> str:
         return self.lookup(ip)[0]
@@ -50,7 +50,7 @@ class NetworkKeys:
             else:
                 prefix = self.v6 if ":" in ip else self.v4
                 net = str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
-            if len(self._cache) >= self._cache_size:
+            if len(self._cache) >= self.cache_size:
                 self._cache.clear()
             hit = self._cache[ip] = (net, zlib.crc32(net.encode()))
         return hit

@@ -67,6 +67,21 @@ def group_keys(o: Observation, ccfg: ClusterConfig) -> list[str]:
     return keys
 
 
+def split_keys(o: Observation, keys: list[str]) -> tuple[list[str], list[str]]:
+    """Group keys (in ``group_keys`` order, any subset) as network keys (network, ASN) and cluster keys.
+
+    >>> o = Observation(0.0, "a", "10.0.0.0/24", 1, 64500, True, True, 0.0, 1, 1, None, None, None, "p", 1.0, 1)
+    >>> split_keys(o, ["10.0.0.0/24", "AS64500", "pay:p"]), split_keys(o, ["pay:p"])
+    ((['10.0.0.0/24', 'AS64500'], ['pay:p']), ([], ['pay:p']))
+    """
+    n = 0
+    if n < len(keys) and keys[n] == o.net:
+        n += 1
+    if o.asn is not None and n < len(keys) and keys[n] == asn_key(o.asn):
+        n += 1
+    return keys[:n], keys[n:]
+
+
 class AccountStage:
     """Per-account statistics and rules over events keyed by account."""
 
@@ -74,8 +89,8 @@ class AccountStage:
         self.cfg = cfg
         self.policy = policy
         self.accounts = AccountTracker(cfg.account)
-        self.netkeys = NetworkKeys(cfg.network.ipv4_prefix, cfg.network.ipv6_prefix)
-        self.recent = RecentIds()
+        self.netkeys = NetworkKeys(cfg.network.ipv4_prefix, cfg.network.ipv6_prefix, cfg.network.ip_cache_size)
+        self.recent = RecentIds(cfg.event_time.dedupe_ids)
         self.population = PopulationModel(cfg.population) if cfg.population.enabled else None
         self.start_ts: float | None = None  # when this detector began watching (event time)
         self.now = -math.inf  # detector event time: the latest accepted ts
@@ -206,7 +221,9 @@ class AccountStage:
     def reconfigure(self, cfg: DetectorConfig) -> None:
         """Take new thresholds without losing any state (hot reload)."""
         if (cfg.network.ipv4_prefix, cfg.network.ipv6_prefix) != (self.netkeys.v4, self.netkeys.v6):
-            self.netkeys = NetworkKeys(cfg.network.ipv4_prefix, cfg.network.ipv6_prefix)
+            self.netkeys = NetworkKeys(cfg.network.ipv4_prefix, cfg.network.ipv6_prefix, cfg.network.ip_cache_size)
+        self.recent.capacity = cfg.event_time.dedupe_ids
+        self.netkeys.cache_size = cfg.network.ip_cache_size
         self.cfg = cfg
         self.accounts.cfg = cfg.account
         self.policy.reconfigure(cfg.policy, cfg.version)
@@ -246,23 +263,30 @@ class GroupStage:
 
         ``keys``: its group keys that this stage owns, when the router already knows them (it computed
         them to route the observation); otherwise they are computed here."""
+        if keys is None:
+            owns = self.owns
+            keys = group_keys(o, self.cfg.cluster)
+            if owns is not None:
+                keys = [k for k in keys if owns(k)]
+        nets, clusters = split_keys(o, keys)
+        crowd = self.observe_networks(o, nets, decisions) if nets else 0
+        if clusters:
+            self.observe_clusters(o, clusters, crowd, decisions)
+
+    def observe_networks(self, o: Observation, keys: list[str], decisions: list[Decision]) -> int:
+        """The observation on its network and ASN (those of ``keys`` this stage owns).
+
+        Returns the crowd around a young account on its network (young accounts seen there within the
+        cluster window, when the network's young accounts do not harvest): the cluster rules spare an
+        account in a crowd, so a worker that holds the network hands this number on with the
+        observation to the stages that hold its clusters. 0 when the network is not among ``keys``."""
         ncfg = self.cfg.network
         ccfg = self.cfg.cluster
         decide = self.policy.decide
-        if keys is None:
-            owns = self.owns
-            keys = group_keys(o, ccfg) if owns is None else [k for k in group_keys(o, ccfg) if owns(k)]
-        if not keys:
-            return
         ts = o.ts
-        if ts > self.now:
-            self.now = ts
-            if ts >= self._next_expiry:
-                self._expire(ts)
+        self._tick(ts)
         crowd = 0
-        first = 0  # keys come in group_keys order: network, ASN, then clusters
         if keys[0] == o.net:
-            first = 1
             ns = self.networks.observe(o.net, o.account, ts, o.young, o.awakened_rps > 0, o.out_tok, o.in_tok,
                                        o.harvest)
             if o.awakened_rps > 0:
@@ -283,12 +307,19 @@ class GroupStage:
             # questions: a classroom or hackathon. A proxy exit crowded by a campaign harvests instead.
             if o.young and o.networks_used == 1 and ns.young_harvest_share() < ccfg.min_harvest_share:
                 crowd = ns.young_accounts(ts, ccfg.window_s)
-        if o.asn is not None and first < len(keys) and keys[first] == asn_key(o.asn):
-            self.networks.observe(keys[first], o.account, ts, o.young, False, o.out_tok, o.in_tok)
-            first += 1
-        if not o.young:
-            return
-        for key in keys[first:]:
+        if keys[-1] != o.net:  # the ASN key comes last among the network keys
+            self.networks.observe(keys[-1], o.account, ts, o.young, False, o.out_tok, o.in_tok)
+        return crowd
+
+    def observe_clusters(self, o: Observation, keys: list[str], crowd: int, decisions: list[Decision]) -> bool:
+        """A young account's observation on its clusters (``keys``, in ``group_keys`` order), given the
+        crowd on its network. Returns True when it made a strong decision: the account's later cluster
+        keys are then left alone (a worker stops its chain of stages there too)."""
+        ccfg = self.cfg.cluster
+        decide = self.policy.decide
+        ts = o.ts
+        self._tick(ts)
+        for key in keys:
             c = self.clusters.observe(key, o.account, ts, o.net_id, o.harvest)
             if not c.flagged:
                 continue
@@ -311,7 +342,14 @@ class GroupStage:
             if d is not None:
                 decisions.append(d)
             if strong:
-                break
+                return True
+        return False
+
+    def _tick(self, ts: float) -> None:
+        if ts > self.now:
+            self.now = ts
+            if ts >= self._next_expiry:
+                self._expire(ts)
 
     def reconfigure(self, cfg: DetectorConfig) -> None:
         """Take new thresholds without losing any state (hot reload)."""

@@ -74,7 +74,7 @@ class ReplayStats:
 def replay(path: str | Path, cfg: DetectorConfig, stats: ReplayStats | None = None) -> Iterator[Decision]:
     """Decisions for a traffic file, in event-time order of their triggering events."""
     stats = stats or ReplayStats()
-    decoder = EventDecoder(max_future_s=cfg.event_time.max_future_s)
+    decoder = EventDecoder(max_future_s=cfg.event_time.max_future_s, ip_cache_size=cfg.network.ip_cache_size)
     det = Detector(cfg)
     with open_events(path) as f:
         for chunk in line_chunks(f):

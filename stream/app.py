@@ -26,11 +26,12 @@ from prometheus_client import generate_latest
 
 from detectors.config import ConfigError, DetectorConfig
 from detectors.events import Event, EventDecoder, Reject, encode_event
-from detectors.pipeline import Observation, group_keys
+from detectors.pipeline import Observation, group_keys, split_keys
 from detectors.policy import Decision, DecisionLedger, encode_decision
 from stream import metrics
 from stream.kafka_tuning import cap_fetch_wait
 from stream.records import (
+    GroupItem,
     SourcedEvents,
     dead_letters,
     decode_events,
@@ -78,6 +79,10 @@ class Worker:
             web_graph_enabled=False,
             web_stats_enabled=False,
             web_metrics_enabled=False,
+            # Faust would wait at shutdown and at every revocation for all input to be acked, but the
+            # accounts agent acks only what a snapshot holds: unacked input is simply read again by
+            # the next owner, and the snapshot's offsets tell it what to skip.
+            stream_wait_empty=False,
             broker_rebalance_timeout=settings.rebalance_timeout_s,
             broker_session_timeout=settings.rebalance_timeout_s,
             broker_heartbeat_interval=min(3.0, settings.rebalance_timeout_s / 3),
@@ -94,7 +99,8 @@ class Worker:
         self.decisions_topic = app.topic(t.decisions, value_serializer="raw", key_serializer="raw",
                                          partitions=n, internal=True)
         self.account_table = app.Table("account_state", partitions=n, key_type=bytes, value_type=bytes)
-        self.decoder = EventDecoder(max_future_s=cfg.event_time.max_future_s)
+        self.decoder = EventDecoder(max_future_s=cfg.event_time.max_future_s,
+                                    ip_cache_size=cfg.network.ip_cache_size)
         self.accounts = AccountPartitions(cfg, table=self.account_table)
         self.groups = GroupPartitions(cfg, n)
         self.redis = RedisDecisionSink(settings.redis_url, prefix=settings.redis_prefix)
@@ -176,9 +182,17 @@ class Worker:
         @app.on_partitions_revoked.connect
         async def on_revoked(app_: Any, revoked: set, **kwargs: Any) -> None:
             gone = {tp.partition for tp in revoked if tp.topic == s.topics.by_account}
-            self._snapshot(gone)  # hand the partition over exactly (a rebalance, a SIGTERM)
+            if not self._in_batch:
+                self._snapshot(gone)  # hand the partition over with everything applied so far
+            for p in gone:  # mid-batch, a snapshot could be torn: the next owner re-reads what is unacked
+                self._unacked.pop(p, None)
             self.accounts.drop(gone)
             self.groups.drop({tp.partition for tp in revoked if tp.topic == s.topics.by_group})
+
+        @app.on_before_shutdown.connect
+        async def on_shutdown(app_: Any, **kwargs: Any) -> None:
+            if not self._in_batch:
+                self._snapshot()  # a restart resumes from here; Faust flushes the producer next
 
     def reload(self) -> bool:
         """Re-read the thresholds file; a bad one is reported and the last good config stays in force."""
@@ -268,7 +282,7 @@ class Worker:
             self._unacked[p].append(msg)
         if replayed:
             metrics.REPLAYED.inc(replayed)
-        routed: dict[int, list[tuple[Observation, list[str]]]] = defaultdict(list)
+        routed: dict[int, list[GroupItem]] = defaultdict(list)
         fault = self.settings.fault_account
         for p, evs in by_part.items():
             stage = self.accounts.stage(p)
@@ -297,19 +311,18 @@ class Worker:
             await self._publish(decisions)
             ccfg = self.cfg.cluster
             for o in obs:
-                keys = group_keys(o, ccfg)
+                # To the partitions of its network and ASN; the network's also gets the cluster keys.
+                nets, clusters = split_keys(o, group_keys(o, ccfg))
                 if n == 1:
-                    routed[0].append((o, keys))
+                    routed[0].append((o, nets, clusters, -1))
                     continue
+                net_tp = partition_of(o.net, n)
                 split: dict[int, list[str]] = {}
-                for k in keys:
+                for k in nets:
                     split.setdefault(partition_of(k, n), []).append(k)
                 for tp, owned in split.items():
-                    routed[tp].append((o, owned))
-        step = self.settings.max_message_events
-        for tp, obs_list in routed.items():
-            for i in range(0, len(obs_list), step):
-                await self.by_group.send(value=encode_observations(obs_list[i:i + step]), partition=tp)
+                    routed[tp].append((o, owned, clusters if tp == net_tp else [], -1))
+        await self._send_groups(routed)
         if time.monotonic() >= self._next_snapshot:
             self._snapshot()
         metrics.HEARTBEAT.set(time.time())
@@ -330,18 +343,45 @@ class Worker:
             log.debug("snapshot: %d accounts", n)
 
     async def _groups(self, events: list[Any]) -> None:
+        # The cluster rules need the crowd on the account's network, and a strong decision on one
+        # cluster key leaves the later ones alone: so the stage holding the network observes it first,
+        # then the cluster keys are visited in order, a run of keys held here at once, the rest handed
+        # on (with the crowd) through by_group to the partition holding the next one.
+        n = self.settings.partitions
+        onward: dict[int, list[GroupItem]] = defaultdict(list)
         for ev in events:
-            stage = self.groups.stage(ev.message.partition)
+            p = ev.message.partition
+            stage = self.groups.stage(p)
             decisions: list[Decision] = []
-            obs = decode_observations(ev.message.value)
-            for o, keys in obs:
+            items = decode_observations(ev.message.value)
+            for o, keys, pending, crowd in items:
                 try:
-                    stage.process_one(o, decisions, keys)
+                    if crowd < 0:
+                        crowd = stage.observe_networks(o, keys, decisions)
+                    i = 0
+                    while i < len(pending):
+                        tp = partition_of(pending[i], n) if n > 1 else p
+                        if tp != p:
+                            onward[tp].append((o, [], pending[i:], crowd))
+                            break
+                        j = i + 1
+                        while j < len(pending) and (n == 1 or partition_of(pending[j], n) == p):
+                            j += 1
+                        if stage.observe_clusters(o, pending[i:j], crowd, decisions):
+                            break
+                        i = j
                 except Exception:  # noqa: BLE001 - the event itself was processed and counted upstream
                     metrics.GROUP_ERRORS.inc()
                     log.exception("group stage failed on one observation")
-            metrics.GROUP_OBSERVATIONS.inc(len(obs))
+            metrics.GROUP_OBSERVATIONS.inc(len(items))
             await self._publish(decisions)
+        await self._send_groups(onward)
+
+    async def _send_groups(self, routed: dict[int, list[GroupItem]]) -> None:
+        step = self.settings.max_message_events
+        for tp, items in routed.items():
+            for i in range(0, len(items), step):
+                await self.by_group.send(value=encode_observations(items[i:i + step]), partition=tp)
 
     # -- effects ------------------------------------------------------------------------------------------
 

@@ -23,7 +23,10 @@ class SourcedEvents(msgspec.Struct, array_like=True, gc=False):
 
 _enc = msgspec.msgpack.Encoder()
 _dec_events = msgspec.msgpack.Decoder(list[SourcedEvents])
-_dec_obs = msgspec.msgpack.Decoder(list[tuple[Observation, list[str]]])
+# An observation on by_group: the network keys this partition holds; its cluster keys still to visit,
+# in order; the crowd on its network (-1 until the network's stage has counted it).
+GroupItem = tuple[Observation, list[str], list[str], int]
+_dec_obs = msgspec.msgpack.Decoder(list[GroupItem])
 
 
 def partition_of(key: str, partitions: int) -> int:
@@ -48,12 +51,11 @@ def decode_events(payload: bytes) -> list[SourcedEvents]:
     return _dec_events.decode(payload)
 
 
-def encode_observations(obs: list[tuple[Observation, list[str]]]) -> bytes:
-    """Observations, each with the group keys its receiving partition owns (the router knows them)."""
-    return _enc.encode(obs)
+def encode_observations(items: list[GroupItem]) -> bytes:
+    return _enc.encode(items)
 
 
-def decode_observations(payload: bytes) -> list[tuple[Observation, list[str]]]:
+def decode_observations(payload: bytes) -> list[GroupItem]:
     return _dec_obs.decode(payload)
 
 

@@ -9,9 +9,10 @@ changelog message), as a log per partition:
   expired ones), packed up to ``CHUNK`` accounts per message, with the
   partition's detector time and the offset of the last input message whose
   effects it contains;
-- every ``compact_every`` deltas, a *base* rewrites the partition's whole live
-  state and tombstones everything older, so the (compacted) changelog stays
-  about the size of the state.
+- every ``compact_every`` deltas, or once the deltas outweigh twice the last
+  base, a *base* rewrites the partition's whole live state and tombstones
+  everything older, so the (compacted) changelog, and the table's copy of it in
+  memory, stays about the size of the state.
 
 Each by-account message says which input messages (source partition and
 offset) its events came from; the stage remembers the last source offset it
@@ -84,7 +85,7 @@ class SnapshotLog:
     (b'3/000000000017', (3, 17))
     """
 
-    __slots__ = ("base_seq", "next_seq", "deltas", "applied", "changed")
+    __slots__ = ("base_seq", "next_seq", "deltas", "applied", "changed", "base_bytes", "delta_bytes")
 
     def __init__(self) -> None:
         self.base_seq = 0
@@ -92,6 +93,8 @@ class SnapshotLog:
         self.deltas = 0
         self.applied: dict[int, int] = {}  # source partition -> last source offset whose effects are in the stage
         self.changed = False  # applied moved since the last write
+        self.base_bytes = 0
+        self.delta_bytes = 0  # written since the base: a base is due once the deltas outweigh it
 
 
 class _Partitions:
@@ -159,7 +162,7 @@ class AccountPartitions(_Partitions):
             acc = st.accounts
             dirty, acc.dirty = acc.dirty, set()
             removed, acc.removed = acc.removed, []
-            if lg.deltas >= self.compact_every:
+            if lg.deltas >= self.compact_every or lg.delta_bytes > 2 * lg.base_bytes + (1 << 20):
                 n += self._write_base(p, st, lg, send)
                 continue
             entries: dict[str, bytes | None] = {k: None for k in removed}
@@ -169,7 +172,7 @@ class AccountPartitions(_Partitions):
                     entries[key] = pack_account(s)
             if not entries and lg.next_seq > lg.base_seq and not lg.changed:
                 continue
-            self._write(p, st, lg, entries, send)
+            lg.delta_bytes += self._write(p, st, lg, entries, send)
             lg.deltas += 1
             n += sum(1 for v in entries.values() if v is not None)
         return n
@@ -178,20 +181,25 @@ class AccountPartitions(_Partitions):
         old_from, old_to = lg.base_seq, lg.next_seq
         lg.base_seq = lg.next_seq
         entries = {k: pack_account(s) for k, s in st.accounts.states.items()}
-        self._write(p, st, lg, entries, send)
+        lg.base_bytes = self._write(p, st, lg, entries, send)
         for seq in range(old_from, old_to):
             send(p, log_key(p, seq), None)
         lg.deltas = 0
+        lg.delta_bytes = 0
         return len(entries)
 
     def _write(self, p: int, st: AccountStage, lg: SnapshotLog, entries: dict[str, bytes | None],
-               send: Send) -> None:
+               send: Send) -> int:
         meta = [st.start_ts, st.now, lg.applied, lg.base_seq]
         items = list(entries.items())
+        written = 0
         for i in range(0, max(1, len(items)), CHUNK):
-            send(p, log_key(p, lg.next_seq), _enc.encode([meta, dict(items[i:i + CHUNK])]))
+            raw = _enc.encode([meta, dict(items[i:i + CHUNK])])
+            send(p, log_key(p, lg.next_seq), raw)
             lg.next_seq += 1
+            written += len(raw)
         lg.changed = False
+        return written
 
     def _restore(self, partition: int, st: AccountStage) -> SnapshotLog:
         lg = SnapshotLog()
