@@ -241,9 +241,6 @@ def run(minutes: float, rate: float, active: int, churn: float, partitions: int,
             for t in threads:
                 t.join(5)
             r.close()
-            # A worker stopped within a second or two of its last batch can hang in Faust's
-            # Consumer.wait_empty until killed: let it go idle first.
-            time.sleep(5)
     probes_due = [n for n, began in load.probes.items() if time.time() - began > PROBE_S + 10]
     lat = sorted(latencies.values())
     q = {k: quarters(rows, k) for k in ("rss_mb", "ev_per_s", "lag_s", "accounts", "networks", "probe_s")}
