@@ -263,12 +263,15 @@ class GroupStage:
 
         ``keys``: its group keys that this stage owns, when the router already knows them (it computed
         them to route the observation); otherwise they are computed here."""
-        if keys is None:
-            owns = self.owns
-            keys = group_keys(o, self.cfg.cluster)
-            if owns is not None:
-                keys = [k for k in keys if owns(k)]
-        nets, clusters = split_keys(o, keys)
+        if keys is None and self.owns is None:  # one process holds every key: no routing to undo
+            nets = [o.net] if o.asn is None else [o.net, asn_key(o.asn)]
+            clusters = (cluster_keys(o.prompt_fp, o.payment_fp, o.user_agent, o.created, self.cfg.cluster)
+                        if o.young else [])
+        else:
+            if keys is None:
+                owns = self.owns
+                keys = [k for k in group_keys(o, self.cfg.cluster) if owns is None or owns(k)]
+            nets, clusters = split_keys(o, keys)
         crowd = self.observe_networks(o, nets, decisions) if nets else 0
         if clusters:
             self.observe_clusters(o, clusters, crowd, decisions)

@@ -29,7 +29,14 @@ from pathlib import Path
 import orjson
 import redis
 
-from stream.embedded import EmbeddedBroker, EmbeddedRedis, ExternalBroker, free_port, redis_reachable
+from stream.embedded import (
+    EmbeddedBroker,
+    EmbeddedRedis,
+    ExternalBroker,
+    consume_all,
+    free_port,
+    redis_reachable,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -225,8 +232,30 @@ def bench_worker(events: list[dict], per_message: int, workers: int, partitions:
         finally:
             for w in ws:
                 w.stop()
+        enforced = enforced_keys(broker.bootstrap, topics.decisions)
     return {"events": len(events), "seconds": round(dt, 2), "events_per_s": round(rate), "rss_mb": round(rss),
-            "late": int(late)}
+            "late": int(late), "enforced": enforced}
+
+
+def enforced_keys(bootstrap: str, topic: str) -> set[tuple[str, str, str]]:
+    """(scope, key, strongest action) for every throttle or block on the decisions topic."""
+    strength = {"throttle": 1, "block": 2}
+    best: dict[tuple[str, str], str] = {}
+    for rec in consume_all(bootstrap, topic, timeout=15):
+        d = orjson.loads(rec.value)
+        a = d.get("action")
+        if a in strength and strength[a] > strength.get(best.get((d["scope"], d["key"]), ""), 0):
+            best[(d["scope"], d["key"])] = a
+    return {(scope, key, a) for (scope, key), a in best.items()}
+
+
+def agreement(one: set, other: set) -> dict:
+    """How far two runs' enforcement agrees: the two-worker run against the one-worker run."""
+    both = len(one & other)
+    union = len(one | other) or 1
+    return {"enforced_one_worker": len(one), "enforced_two_workers": len(other), "same": both,
+            "only_one_worker": len(one - other), "only_two_workers": len(other - one),
+            "agreement": round(both / union, 4)}
 
 
 def bench_latency(rate: float, seconds: float, partitions: int, tmp: Path) -> dict:
@@ -387,6 +416,8 @@ def main(argv: list[str] | None = None) -> None:
         rows["worker_batched"] = bench_worker(events, 1000, 1, a.partitions, tmp)
         rows["worker_single"] = bench_worker(events[: a.single_events], 1, 1, a.partitions, tmp)
         rows["two_workers"] = bench_worker(events, 1000, 2, a.partitions, tmp)
+        rows["scale_out"] = agreement(rows["worker_batched"].pop("enforced"), rows["two_workers"].pop("enforced"))
+        rows["worker_single"].pop("enforced")
         half = max(1000, rows["worker_batched"]["events_per_s"] // 2)
         rows["latency"] = bench_latency(half, a.latency_seconds, a.partitions, tmp)
         rows["recovery"] = bench_recovery(events[: min(len(events), 200_000)], tmp)
@@ -403,6 +434,7 @@ def main(argv: list[str] | None = None) -> None:
         "bytes_per_account": rows["memory"]["bytes_per_account"],
         "bytes_per_network": rows["memory"]["bytes_per_network"],
         "recovery_s": rows["recovery"]["recovery_s"],
+        "two_workers_same_decisions": rows["scale_out"]["agreement"],
     }
     print(json.dumps(summary))
 

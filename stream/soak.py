@@ -124,8 +124,11 @@ class Load:
 
 
 def _config(path: Path, idle_expiry: float, cap_accounts: int, cap_networks: int) -> None:
+    # The id and address caches are capped too, and small, so every bound is reached within minutes:
+    # what still grows after that is a leak.
     path.write_text(f"version: soak\naccount:\n  idle_expiry_s: {idle_expiry}\n  max_accounts: {cap_accounts}\n"
-                    f"network:\n  max_networks: {cap_networks}\n")
+                    f"network:\n  max_networks: {cap_networks}\n  ip_cache_size: {cap_networks}\n"
+                    f"event_time:\n  dedupe_ids: {cap_accounts}\n")
 
 
 def _prime(bootstrap: str, topic: str, partitions: int) -> int:

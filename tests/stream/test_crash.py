@@ -71,8 +71,11 @@ def _state_counts(consume_all, bootstrap: str, app_id: str) -> dict[str, int]:
     return counts
 
 
-def test_sigkill_mid_stream_loses_and_duplicates_nothing(start_worker, redis_url, broker, consume_all):
+@pytest.mark.parametrize("survivor", [False, True], ids=["restarted", "other-worker-takes-over"])
+def test_sigkill_mid_stream_loses_and_duplicates_nothing(start_worker, redis_url, broker, consume_all, survivor):
+    """One worker killed and restarted; or one of two killed, its partitions moving to the other."""
     w = start_worker(redis_url, partitions=4)
+    other = start_worker(redis_url, partitions=4, reuse=w) if survivor else None
     now = time.time()
     msgs = _messages(now)
     expected = Counter(f"acct{i % ACCOUNTS}" for i in range(EVENTS))
@@ -87,12 +90,17 @@ def test_sigkill_mid_stream_loses_and_duplicates_nothing(start_worker, redis_url
 
     producer = threading.Thread(target=produce)
     producer.start()
-    assert wait_until(lambda: w.metric("ratehound_events_total", outcome="processed") >= EVENTS * 0.3,
-                      timeout=300, every=0.2)
-    killed_at = w.metric("ratehound_events_total", outcome="processed")
+    workers = [w] if other is None else [w, other]
+
+    def processed_all() -> float:
+        return sum(x.metric("ratehound_events_total", outcome="processed") for x in workers)
+
+    assert wait_until(lambda: processed_all() >= EVENTS * 0.3, timeout=300, every=0.2)
+    killed_at = processed_all()
+    assert other is None or w.metric("ratehound_events_total", outcome="processed") > 0  # it held partitions
     w.stop(sig=signal.SIGKILL)
 
-    w2 = start_worker(redis_url, partitions=4, reuse=w)
+    w2 = start_worker(redis_url, partitions=4, reuse=w) if other is None else other
     producer.join()
 
     def settled() -> bool:
@@ -100,6 +108,8 @@ def test_sigkill_mid_stream_loses_and_duplicates_nothing(start_worker, redis_url
         time.sleep(4.0)
         return before > 0 and w2.metric("ratehound_events_total", outcome="processed") == before
 
+    # the dead worker's partitions have moved (restored from the changelog) before "done" means anything
+    assert wait_until(lambda: w2.metric("ratehound_state_restored_total", kind="account") > 0, timeout=120)
     assert wait_until(settled, timeout=300, every=0.5)
     replayed = w2.metric("ratehound_input_replayed_total")
     restored = w2.metric("ratehound_state_restored_total", kind="account")
@@ -108,7 +118,7 @@ def test_sigkill_mid_stream_loses_and_duplicates_nothing(start_worker, redis_url
     counts = _state_counts(consume_all, broker.bootstrap, w.app_id)
     lost = sum(max(0, n - counts.get(a, 0)) for a, n in expected.items())
     duplicated = sum(max(0, counts.get(a, 0) - n) for a, n in expected.items())
-    print(f"\nSIGKILL after {killed_at:.0f} of {EVENTS} events: restored {restored:.0f} accounts, skipped "
+    print(f"\n{'one of two workers' if survivor else 'the worker'}: SIGKILL after {killed_at:.0f} of {EVENTS} events: restored {restored:.0f} accounts, skipped "
           f"{replayed:.0f} replayed input messages; lost {lost}, duplicated {duplicated}")
     assert restored > 0 and replayed > 0  # the crash really left work to redo and state to restore
     assert set(counts) >= set(expected)
