@@ -78,6 +78,26 @@ def parse_log_key(key: bytes) -> tuple[int, int] | None:
     return int(p), int(seq)
 
 
+def replay_log(chunks: list[bytes]) -> tuple[dict[str, bytes], list]:
+    """A partition's snapshot log, in sequence order, as the packed accounts it leaves and the last meta.
+
+    >>> a = _enc.encode([[0.0, 1.0, {}, 0], {"x": b"1", "y": b"2"}])
+    >>> b = _enc.encode([[0.0, 2.0, {0: 7}, 0], {"x": None}])
+    >>> replay_log([a, b])
+    ({'y': b'2'}, [0.0, 2.0, {0: 7}, 0])
+    """
+    restored: dict[str, bytes] = {}
+    meta: list = []
+    for raw in chunks:
+        meta, entries = _dec.decode(raw)
+        for k, v in entries.items():
+            if v is None:
+                restored.pop(k, None)
+            else:
+                restored[k] = v
+    return restored, meta
+
+
 class SnapshotLog:
     """One partition's position in its snapshot log: next sequence number, where the base begins.
 
@@ -215,15 +235,7 @@ class AccountPartitions(_Partitions):
             return lg
         if not found:
             return lg
-        restored: dict[str, bytes] = {}
-        meta: list = []
-        for raw in chunks:
-            meta, entries = _dec.decode(raw)
-            for k, v in entries.items():
-                if v is None:
-                    restored.pop(k, None)
-                else:
-                    restored[k] = v
+        restored, meta = replay_log(chunks)
         start_ts, now, applied, base_seq = meta
         states = st.accounts.states
         for k, v in restored.items():

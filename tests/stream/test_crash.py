@@ -11,13 +11,12 @@ import threading
 import time
 from collections import Counter, defaultdict
 
-import msgspec
 import orjson
 import pytest
 from kafka import KafkaProducer
 
 from stream.embedded import wait_until
-from stream.state import parse_log_key, unpack_account
+from stream.state import parse_log_key, replay_log, unpack_account
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -50,7 +49,6 @@ def _state_counts(consume_all, bootstrap: str, app_id: str) -> dict[str, int]:
             table.pop(rec.key, None)
         else:
             table[rec.key] = rec.value
-    dec = msgspec.msgpack.Decoder()
     by_partition: dict[int, list[tuple[int, bytes]]] = defaultdict(list)
     for key, value in table.items():
         pk = parse_log_key(key)
@@ -58,14 +56,7 @@ def _state_counts(consume_all, bootstrap: str, app_id: str) -> dict[str, int]:
         by_partition[pk[0]].append((pk[1], value))
     counts: dict[str, int] = {}
     for chunks in by_partition.values():
-        state: dict[str, bytes] = {}
-        for _, raw in sorted(chunks):
-            _, entries = dec.decode(raw)
-            for k, v in entries.items():
-                if v is None:
-                    state.pop(k, None)
-                else:
-                    state[k] = v
+        state, _ = replay_log([raw for _, raw in sorted(chunks)])
         for k, v in state.items():
             counts[k] = unpack_account(v).n
     return counts
