@@ -141,6 +141,21 @@ class AccountState:
         self.last_net = net
         self.n += 1
 
+    def signals(self, ts: float) -> tuple[float, float, float, float, float]:
+        """(age, harvest ratio, 2 s rate, 10 s rate, episode rate) at ``ts``: what the account rules
+        read after every request, in one call.
+
+        >>> s = AccountState(first_ts=0.0, created=-100.0)
+        >>> s.update(0.0, net=1, out_tok=300, in_tok=50, learn=True)
+        >>> s.signals(0.0) == (s.age(0.0), s.harvest_ratio(), s.rate_short(), s.rate_10(), s.episode_rate())
+        True
+        """
+        v = self.v
+        created = v[_CREATED]
+        last = v[_LAST] - v[_EPS]
+        return (ts - created if created == created else math.inf, v[_OUT] / (v[_IN] + 50.0), v[_SHORT] * _K_SHORT,
+                v[_C10] * _K_10, self.ep_n / (last if last > 0.5 else 0.5))
+
     def rate_short(self) -> float:
         return self.v[_SHORT] * _K_SHORT
 

@@ -37,6 +37,10 @@ def prompt_bands(prompt_fp: str, bands: int) -> list[str]:
     return out
 
 
+_BANDS: dict[tuple[str, int], list[str]] = {}
+_BANDS_CAP = 65_536
+
+
 def cluster_keys(
     prompt_fp: str | None, payment_fp: str | None, user_agent: str | None, created: float | None,
     cfg: ClusterConfig,
@@ -47,7 +51,16 @@ def cluster_keys(
     >>> cluster_keys(None, "pay_1", "sdk/1", 3600.0, ClusterConfig())
     ['pay:pay_1', 'signup:sdk/1|0']
     """
-    keys = prompt_bands(prompt_fp, cfg.prompt_bands) if prompt_fp else []
+    if prompt_fp:
+        # A campaign repeats its prompts: their bands are remembered (a bounded memo).
+        bands = _BANDS.get((prompt_fp, cfg.prompt_bands))
+        if bands is None:
+            if len(_BANDS) >= _BANDS_CAP:
+                _BANDS.clear()
+            bands = _BANDS[(prompt_fp, cfg.prompt_bands)] = prompt_bands(prompt_fp, cfg.prompt_bands)
+        keys = list(bands)
+    else:
+        keys = []
     if payment_fp:
         keys.append("pay:" + payment_fp)
     if user_agent and created is not None:
@@ -56,18 +69,33 @@ def cluster_keys(
 
 
 class ClusterState:
-    """Recent young members of one cluster: last seen, network, and whether they harvest."""
+    """Recent young members of one cluster: last seen, network, and whether they harvest.
 
-    __slots__ = ("members", "flagged", "members_n", "networks_n", "harvest_share", "checked_ts", "dirty")
+    Members are kept in the order they were last seen, with running counts per network and of
+    harvesters, so an observation costs the same whatever the cluster's size: the oldest member
+    is the first one, and members leave from the front as they fall out of the window.
+    """
+
+    __slots__ = ("members", "per_net", "harvesters", "flagged", "members_n", "networks_n", "harvest_share")
 
     def __init__(self) -> None:
         self.members: dict[str, tuple[float, int, bool]] = {}
+        self.per_net: dict[int, int] = {}
+        self.harvesters = 0
         self.flagged = False
         self.members_n = 0
         self.networks_n = 0
         self.harvest_share = 0.0
-        self.checked_ts = 0.0
-        self.dirty = False
+
+    def _leave(self, m: tuple[float, int, bool]) -> None:
+        per_net = self.per_net
+        k = per_net[m[1]] - 1
+        if k:
+            per_net[m[1]] = k
+        else:
+            del per_net[m[1]]
+        if m[2]:
+            self.harvesters -= 1
 
     def evidence(self) -> dict[str, float | str]:
         return {"cluster_accounts": self.members_n, "cluster_networks": self.networks_n,
@@ -75,7 +103,7 @@ class ClusterState:
 
 
 class ClusterTracker:
-    """All clusters keyed by cluster key, re-evaluated when membership changes.
+    """All clusters keyed by cluster key, re-evaluated on every observation in constant time.
 
     >>> from detectors.config import ClusterConfig
     >>> t = ClusterTracker(ClusterConfig(min_accounts=3, min_networks=3))
@@ -98,37 +126,35 @@ class ClusterTracker:
             if len(self.clusters) >= self.cfg.max_clusters:
                 self._evict()
             c = self.clusters[key] = ClusterState()
-        m = c.members.get(account)
-        if m is None or m[2] != harvest or m[1] != net:
-            c.dirty = True
-        if m is None and len(c.members) >= self.cfg.max_members_tracked:
-            oldest = min(c.members, key=lambda a: c.members[a][0])
-            del c.members[oldest]
-        c.members[account] = (ts, net, harvest)
-        if c.dirty or ts - c.checked_ts > 30.0:
-            self._evaluate(c, ts)
+        members = c.members
+        m = members.pop(account, None)
+        if m is not None:
+            c._leave(m)
+        elif len(members) >= self.cfg.max_members_tracked:
+            c._leave(members.pop(next(iter(members))))
+        members[account] = (ts, net, harvest)  # to the end: the order is last seen
+        c.per_net[net] = c.per_net.get(net, 0) + 1
+        if harvest:
+            c.harvesters += 1
+        horizon = ts - self.cfg.window_s
+        while True:
+            first = next(iter(members))
+            m = members[first]
+            if m[0] >= horizon:
+                break
+            del members[first]
+            c._leave(m)
+        n = c.members_n = len(members)
+        c.networks_n = len(c.per_net)
+        c.harvest_share = c.harvesters / n
+        c.flagged = (n >= self.cfg.min_accounts and c.networks_n >= self.cfg.min_networks
+                     and max(c.per_net.values()) / n <= self.cfg.max_network_share)
         return c
-
-    def _evaluate(self, c: ClusterState, now: float) -> None:
-        horizon = now - self.cfg.window_s
-        live = [v for v in c.members.values() if v[0] >= horizon]
-        if len(live) < len(c.members):
-            c.members = {a: v for a, v in c.members.items() if v[0] >= horizon}
-        c.members_n = len(live)
-        per_net: dict[int, int] = {}
-        for v in live:
-            per_net[v[1]] = per_net.get(v[1], 0) + 1
-        c.networks_n = len(per_net)
-        top_share = max(per_net.values()) / len(live) if live else 1.0
-        c.harvest_share = sum(1 for v in live if v[2]) / len(live) if live else 0.0
-        c.flagged = (c.members_n >= self.cfg.min_accounts and c.networks_n >= self.cfg.min_networks
-                     and top_share <= self.cfg.max_network_share)
-        c.checked_ts = now
-        c.dirty = False
 
     def expire(self, now: float) -> int:
         horizon = now - self.cfg.window_s
-        stale = [k for k, c in self.clusters.items() if all(v[0] < horizon for v in c.members.values())]
+        # The last member is the one seen most recently.
+        stale = [k for k, c in self.clusters.items() if next(reversed(c.members.values()))[0] < horizon]
         for k in stale:
             del self.clusters[k]
         return len(stale)

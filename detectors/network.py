@@ -32,7 +32,7 @@ class NetworkKeys:
     def __init__(self, ipv4_prefix: int = 24, ipv6_prefix: int = 48, cache_size: int = 500_000):
         self.v4 = ipv4_prefix
         self.v6 = ipv6_prefix
-        self._cache: dict[str, tuple[str, int]] = {}
+        self.cache: dict[str, tuple[str, int]] = {}  # read directly on the hot path; cleared, never replaced
         self.cache_size = cache_size
 
     def network_of(self, ip: str) -> str:
@@ -40,19 +40,19 @@ class NetworkKeys:
 
     def lookup(self, ip: str) -> tuple[str, int]:
         """The network and a stable 32-bit id of it (the same in every process)."""
-        hit = self._cache.get(ip)
+        hit = self.cache.get(ip)
         if hit is None:
             if ip[:7].lower() == "::ffff:" and "." in ip:  # an IPv4 client seen through a dual-stack socket
-                hit = self._cache[ip] = self.lookup(ip[7:])
+                hit = self.cache[ip] = self.lookup(ip[7:])
                 return hit
             if ":" not in ip and self.v4 == 24:
                 net = ip[: ip.rfind(".")] + ".0/24"
             else:
                 prefix = self.v6 if ":" in ip else self.v4
                 net = str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
-            if len(self._cache) >= self.cache_size:
-                self._cache.clear()
-            hit = self._cache[ip] = (net, zlib.crc32(net.encode()))
+            if len(self.cache) >= self.cache_size:
+                self.cache.clear()
+            hit = self.cache[ip] = (net, zlib.crc32(net.encode()))
         return hit
 
 
@@ -70,35 +70,6 @@ class NetworkState:
         self.accounts: dict[str, float] = {}
         self.young: dict[str, float] = {}
         self.flagged_until = 0.0
-
-    def update(self, ts: float, account: str, young: bool, flagged: bool, out_tok: int, in_tok: int,
-               max_accounts: int, harvest: bool = False) -> None:
-        dt = ts - self.last_ts
-        if dt > 0.0:
-            f_min = math.exp(-dt * _K_MIN)
-            f_hour = math.exp(-dt * _K_HOUR)
-            self.c_min *= f_min
-            self.c_flagged *= f_min
-            self.c_hour *= f_hour
-            self.young_hour *= f_hour
-            self.young_harvest_hour *= f_hour
-            self.out_tok *= f_hour
-            self.in_tok *= f_hour
-            self.last_ts = ts
-        self.c_min += 1.0
-        self.c_hour += 1.0
-        if flagged:
-            self.c_flagged += 1.0
-        if young:
-            self.young_hour += 1.0
-            if harvest:
-                self.young_harvest_hour += 1.0
-            if account in self.young or len(self.young) < max_accounts:
-                self.young[account] = ts
-        self.out_tok += out_tok
-        self.in_tok += in_tok
-        if account in self.accounts or len(self.accounts) < max_accounts:
-            self.accounts[account] = ts
 
     def awakened_count(self, now: float, window_s: float) -> int:
         horizon = now - window_s
@@ -158,7 +129,36 @@ class NetworkTracker:
             if len(self.networks) >= self.cfg.max_networks:
                 self._evict()
             s = self.networks[net] = NetworkState(ts)
-        s.update(ts, account, young, flagged, out_tok, in_tok, self.max_accounts_per_network, harvest)
+        # NetworkState.update, inlined: this runs twice per request (network and ASN).
+        dt = ts - s.last_ts
+        if dt > 0.0:
+            f_min = math.exp(-dt * _K_MIN)
+            f_hour = math.exp(-dt * _K_HOUR)
+            s.c_min = s.c_min * f_min + 1.0
+            s.c_flagged *= f_min
+            s.c_hour = s.c_hour * f_hour + 1.0
+            s.young_hour *= f_hour
+            s.young_harvest_hour *= f_hour
+            s.out_tok = s.out_tok * f_hour + out_tok
+            s.in_tok = s.in_tok * f_hour + in_tok
+            s.last_ts = ts
+        else:
+            s.c_min += 1.0
+            s.c_hour += 1.0
+            s.out_tok += out_tok
+            s.in_tok += in_tok
+        if flagged:
+            s.c_flagged += 1.0
+        cap = self.max_accounts_per_network
+        if young:
+            s.young_hour += 1.0
+            if harvest:
+                s.young_harvest_hour += 1.0
+            if account in s.young or len(s.young) < cap:
+                s.young[account] = ts
+        accounts = s.accounts
+        if account in accounts or len(accounts) < cap:
+            accounts[account] = ts
         return s
 
     def mark_awakened(self, s: NetworkState, account: str, ts: float) -> int:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
+from functools import lru_cache
 from typing import Any
 
 import msgspec
@@ -53,6 +54,7 @@ class Observation(msgspec.Struct, array_like=True, gc=False):
     networks_used: int  # distinct networks its requests came from (a proxy's exits: many)
 
 
+@lru_cache(maxsize=65_536)  # twice per request, over a few thousand ASNs
 def asn_key(asn: int) -> str:
     return f"AS{asn}"
 
@@ -90,6 +92,7 @@ class AccountStage:
         self.policy = policy
         self.accounts = AccountTracker(cfg.account)
         self.netkeys = NetworkKeys(cfg.network.ipv4_prefix, cfg.network.ipv6_prefix, cfg.network.ip_cache_size)
+        self._ip_cache = self.netkeys.cache
         self.recent = RecentIds(cfg.event_time.dedupe_ids)
         self.population = PopulationModel(cfg.population) if cfg.population.enabled else None
         self.start_ts: float | None = None  # when this detector began watching (event time)
@@ -115,7 +118,7 @@ class AccountStage:
         ncfg = self.cfg.network
         lateness = self.cfg.event_time.max_lateness_s
         young_age, old_age = acfg.young_age_s, acfg.old_age_s
-        decide = self.policy.decide
+        decide, pending = self.policy.decide, self.policy.pending
         ts = ev.ts
         if ts < self.now - lateness:
             # Partitions are read side by side but not in step (a backlog after an outage, a slow
@@ -141,24 +144,23 @@ class AccountStage:
             if ts >= self._next_expiry:
                 self._expire(ts)
         acct = ev.account_id
-        net, net_id = self.netkeys.lookup(ev.ip)
+        net_hit = self._ip_cache.get(ev.ip)
+        net, net_id = net_hit if net_hit is not None else self.netkeys.lookup(ev.ip)
         created = ev.account_created_ts
         s = self.accounts.get_or_create(acct, ts, created)
         out_tok = ev.output_tokens or 0
         in_tok = ev.input_tokens or 0
         s.update(ts, net_id, out_tok, in_tok, learn=ts >= s.flagged_until)
-        age = s.age(ts)
+        age, harvest_ratio, rs, r10, ep_rate = s.signals(ts)
         young = age < young_age
-        harvest_ratio = s.harvest_ratio()
 
         # A burst: a rate far above the account's own baseline, once that baseline is credible.
         # Two windows: 2 s catches a steep jump at once, 10 s a sustained one that noise never fakes.
-        rs = s.rate_short()
-        r10 = s.rate_10()
         # ...and a third: the exact rate since a quiet account woke up, once enough requests are in.
-        re = s.episode_rate() if s.ep_n >= acfg.burst_episode_min_events else 0.0
+        re = ep_rate if s.ep_n >= acfg.burst_episode_min_events else 0.0
         # Per-account or per-organisation headroom (a contract's tier): every burst threshold scales with it.
-        k = acfg.rate_headroom.get(acct) or (acfg.rate_headroom.get(ev.org_id) if ev.org_id else None) or 1.0
+        headroom = acfg.rate_headroom
+        k = (headroom.get(acct) or (headroom.get(ev.org_id) if ev.org_id else None) or 1.0) if headroom else 1.0
         fast_rps, min_rps, episode_rps = acfg.burst_fast_rps * k, acfg.burst_min_rps * k, acfg.burst_episode_rps * k
         if rs >= fast_rps or r10 >= min_rps or re >= episode_rps:
             observed = ts - max(self.start_ts, s.created if s.created == s.created else self.start_ts)
@@ -169,23 +171,25 @@ class AccountStage:
                 if ratio >= acfg.burst_ratio:
                     rule = ("account_burst_extreme" if ratio >= acfg.burst_block_ratio
                             and rate_now >= episode_rps else "account_burst")
-                    d = decide("account", acct, rule, ts, min(1.0, ratio / (2 * acfg.burst_block_ratio)),
-                               {"rate_rps": round(rate_now, 2), "baseline_rps": round(base, 3),
-                                "ratio": round(ratio, 1), "observed_s": round(observed)})
+                    if pending("account", acct, rule, ts):
+                        d = decide("account", acct, rule, ts, min(1.0, ratio / (2 * acfg.burst_block_ratio)),
+                                   {"rate_rps": round(rate_now, 2), "baseline_rps": round(base, 3),
+                                    "ratio": round(ratio, 1), "observed_s": round(observed)})
+                        if d is not None:
+                            decisions.append(d)
                     self._flag(s, rule, ts)
-                    if d is not None:
-                        decisions.append(d)
 
         # A young account harvesting long answers through rotating exits (proxy), no fingerprint needed.
         if (age < pcfg.max_age_s and s.n >= pcfg.min_events and harvest_ratio >= pcfg.min_harvest_ratio
                 and s.distinct_networks() >= pcfg.min_networks and s.switch_share() >= pcfg.min_switch_share):
-            d = decide("account", acct, "proxy_harvester", ts, min(1.0, harvest_ratio / 5),
-                       {"harvest_ratio": round(harvest_ratio, 2), "networks": s.distinct_networks(),
-                        "switch_share": round(s.switch_share(), 2), "age_s": round(age),
-                        "events": s.n})
+            if pending("account", acct, "proxy_harvester", ts):
+                d = decide("account", acct, "proxy_harvester", ts, min(1.0, harvest_ratio / 5),
+                           {"harvest_ratio": round(harvest_ratio, 2), "networks": s.distinct_networks(),
+                            "switch_share": round(s.switch_share(), 2), "age_s": round(age),
+                            "events": s.n})
+                if d is not None:
+                    decisions.append(d)
             self._flag(s, "proxy_harvester", ts)
-            if d is not None:
-                decisions.append(d)
 
         if self.population is not None and ts - s.scored_ts >= self.cfg.population.score_every_s and s.n >= 3:
             s.scored_ts = ts
@@ -193,7 +197,7 @@ class AccountStage:
                          s.timing_cv(), age)
             score = self.population.score_one(x)
             self.population.learn_one(x)
-            if score >= self.cfg.population.review_score:
+            if score >= self.cfg.population.review_score and pending("account", acct, "population_outlier", ts):
                 d = decide("account", acct, "population_outlier", ts, score,
                            {k: round(v, 3) for k, v in x.items()})
                 if d is not None:
@@ -215,13 +219,14 @@ class AccountStage:
         return Observation(
             ts, acct, net, net_id, ev.asn, young, harvest_ratio >= acfg.harvest_ratio, awakened_rps,
             out_tok, in_tok, created, ev.user_agent, ev.prompt_fp, ev.payment_fp, harvest_ratio,
-            s.distinct_networks(),
+            s.nets.bit_count(),
         )
 
     def reconfigure(self, cfg: DetectorConfig) -> None:
         """Take new thresholds without losing any state (hot reload)."""
         if (cfg.network.ipv4_prefix, cfg.network.ipv6_prefix) != (self.netkeys.v4, self.netkeys.v6):
             self.netkeys = NetworkKeys(cfg.network.ipv4_prefix, cfg.network.ipv6_prefix, cfg.network.ip_cache_size)
+            self._ip_cache = self.netkeys.cache
         self.recent.capacity = cfg.event_time.dedupe_ids
         self.netkeys.cache_size = cfg.network.ip_cache_size
         self.cfg = cfg
@@ -287,7 +292,8 @@ class GroupStage:
         ccfg = self.cfg.cluster
         decide = self.policy.decide
         ts = o.ts
-        self._tick(ts)
+        if ts > self.now:
+            self._tick(ts)
         crowd = 0
         if keys[0] == o.net:
             ns = self.networks.observe(o.net, o.account, ts, o.young, o.awakened_rps > 0, o.out_tok, o.in_tok,
@@ -295,17 +301,24 @@ class GroupStage:
             if o.awakened_rps > 0:
                 n = self.networks.mark_awakened(ns, o.account, ts)
                 if n >= ncfg.min_accounts:
-                    ev = ns.evidence(ts, ncfg.window_s)
-                    ev["account_rps"] = round(o.awakened_rps, 2)
-                    d = decide("account", o.account, "network_fanout", ts, min(1.0, n / (4 * ncfg.min_accounts)),
-                               ev)
-                    if d is not None:
-                        decisions.append(d)
-                    if n >= ncfg.takeover_min_accounts and ns.flagged_share() >= ncfg.takeover_share:
+                    pending = self.policy.pending
+                    fanout = pending("account", o.account, "network_fanout", ts)
+                    takeover = n >= ncfg.takeover_min_accounts and ns.flagged_share() >= ncfg.takeover_share
+                    if takeover:
                         ns.flagged_until = ts + 900.0
-                        d = decide("network", o.net, "network_takeover", ts, ns.flagged_share(), ev)
-                        if d is not None:
-                            decisions.append(d)
+                        takeover = pending("network", o.net, "network_takeover", ts)
+                    if fanout or takeover:  # the evidence is built only for a decision to be said
+                        ev = ns.evidence(ts, ncfg.window_s)
+                        ev["account_rps"] = round(o.awakened_rps, 2)
+                        if fanout:
+                            d = decide("account", o.account, "network_fanout", ts,
+                                       min(1.0, n / (4 * ncfg.min_accounts)), ev)
+                            if d is not None:
+                                decisions.append(d)
+                        if takeover:
+                            d = decide("network", o.net, "network_takeover", ts, ns.flagged_share(), ev)
+                            if d is not None:
+                                decisions.append(d)
             # Young accounts that live on one network full of other young accounts asking ordinary
             # questions: a classroom or hackathon. A proxy exit crowded by a campaign harvests instead.
             if o.young and o.networks_used == 1 and ns.young_harvest_share() < ccfg.min_harvest_share:
@@ -319,9 +332,10 @@ class GroupStage:
         crowd on its network. Returns True when it made a strong decision: the account's later cluster
         keys are then left alone (a worker stops its chain of stages there too)."""
         ccfg = self.cfg.cluster
-        decide = self.policy.decide
+        decide, pending = self.policy.decide, self.policy.pending
         ts = o.ts
-        self._tick(ts)
+        if ts > self.now:
+            self._tick(ts)
         for key in keys:
             c = self.clusters.observe(key, o.account, ts, o.net_id, o.harvest)
             if not c.flagged:
@@ -338,12 +352,13 @@ class GroupStage:
                 rule = "campaign_cluster" if strong else "cluster_review"
             if rule is None:
                 continue
-            cev = c.evidence()
-            cev["cluster"] = key.split(":", 1)[0]
-            cev["harvest_ratio"] = round(o.harvest_ratio, 2)
-            d = decide("account", o.account, rule, ts, min(1.0, c.members_n / (4 * ccfg.min_accounts)), cev)
-            if d is not None:
-                decisions.append(d)
+            if pending("account", o.account, rule, ts):
+                cev = c.evidence()
+                cev["cluster"] = key.split(":", 1)[0]
+                cev["harvest_ratio"] = round(o.harvest_ratio, 2)
+                d = decide("account", o.account, rule, ts, min(1.0, c.members_n / (4 * ccfg.min_accounts)), cev)
+                if d is not None:
+                    decisions.append(d)
             if strong:
                 return True
         return False

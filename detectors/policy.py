@@ -71,17 +71,23 @@ class DecisionLedger:
         if action == "allow":
             self.active.pop((scope, key), None)
             return True
-        strength = _STRENGTH[action]
+        if not self.would_admit(scope, key, action, ts, ttl_s):
+            return False
+        self.active[(scope, key)] = (_STRENGTH[action], ts, ts + ttl_s)
+        return True
+
+    def would_admit(self, scope: str, key: str, action: str, ts: float, ttl_s: float) -> bool:
+        """What ``admit`` would answer, without recording anything."""
         cur = self.active.get((scope, key))
         # A decision taken later in event time (another stage ran ahead) does not hide an earlier finding.
         if cur is not None and cur[1] <= ts:
             cur_strength, _, cur_until = cur
             remaining = cur_until - ts
+            strength = _STRENGTH[action]
             if remaining > 0 and (
                 strength < cur_strength or (strength == cur_strength and remaining > ttl_s * self.refresh_share)
             ):
                 return False
-        self.active[(scope, key)] = (strength, ts, ts + ttl_s)
         return True
 
     def in_force(self, scope: str, key: str, ts: float) -> bool:
@@ -129,6 +135,26 @@ class Policy:
         if scope == "asn":
             return key.isdigit() and int(key) in self.cfg.allow_asns
         return False
+
+    def pending(self, scope: str, key: str, rule: str, ts: float) -> bool:
+        """Whether ``decide`` would now say something for this finding: a rule that fires on every
+        request of a flagged cluster asks first, and builds its evidence only when the answer is yes.
+
+        >>> from detectors.config import PolicyConfig
+        >>> p = Policy(PolicyConfig(), version="v1")
+        >>> p.pending("account", "a1", "campaign_cluster", 100.0)
+        True
+        >>> _ = p.decide("account", "a1", "campaign_cluster", ts=100.0, score=0.9, evidence={})
+        >>> p.pending("account", "a1", "campaign_cluster", 101.0), p.pending("account", "a1", "no_such_rule", 1.0)
+        (False, False)
+        """
+        rc = self.cfg.rules.get(rule)
+        if rc is None or self.allowlisted(scope, key):
+            return False
+        cur = self.ledger.active.get((scope, key))
+        if cur is None or cur[1] > ts:  # nothing in force: the common answer, without another call
+            return True
+        return self.ledger.would_admit(scope, key, "review" if rc.shadow else rc.action, ts, rc.ttl_s)
 
     def decide(self, scope: str, key: str, rule: str, ts: float, score: float,
                evidence: dict[str, Any]) -> Decision | None:

@@ -24,21 +24,22 @@ from typing import Any
 import faust
 from prometheus_client import generate_latest
 
+from detectors.clusters import cluster_keys
 from detectors.config import ConfigError, DetectorConfig
 from detectors.events import Event, EventDecoder, Reject, encode_event
-from detectors.pipeline import Observation, group_keys, split_keys
+from detectors.pipeline import Observation, asn_key
 from detectors.policy import Decision, DecisionLedger, encode_decision
 from stream import metrics
 from stream.kafka_tuning import cap_fetch_wait
 from stream.records import (
     GroupItem,
+    PartitionMemo,
     SourcedEvents,
     dead_letters,
     decode_events,
     decode_observations,
     encode_events,
     encode_observations,
-    partition_of,
 )
 from stream.reload import ConfigWatcher, load_versioned
 from stream.settings import Settings
@@ -107,6 +108,7 @@ class Worker:
         self.published = DecisionLedger(cfg.policy.refresh_before_expiry_share)
         self.watcher = ConfigWatcher(settings.config_path)
         self._evicted_seen: dict[str, int] = {}
+        self._partition = PartitionMemo(n)
         self._next_snapshot = 0.0
         self._in_batch = False  # the accounts agent is inside a batch: no snapshot now, it would be torn
         self._unacked: dict[int, list[Any]] = defaultdict(list)  # by-account input not yet in a snapshot
@@ -232,7 +234,6 @@ class Worker:
                                      msg.partition, msg.offset)
 
     async def _ingest(self, events: list[Any]) -> None:
-        n = self.settings.partitions
         now = time.time()
         per_partition: dict[int, list] = defaultdict(list)
         ok = bad = 0
@@ -244,8 +245,9 @@ class Worker:
                 bad += len(rejects)
                 await self._send_dlq(rejects, msg.topic, msg.partition, msg.offset)
             split: dict[int, list[Event]] = defaultdict(list)
+            part = self._partition
             for e in good:
-                split[partition_of(e.account_id, n)].append(e)
+                split[part[e.account_id]].append(e)
             for p, evs in split.items():
                 per_partition[p].append(SourcedEvents(msg.partition, msg.offset, evs))
             ok += len(good)
@@ -265,7 +267,6 @@ class Worker:
         metrics.BATCH.observe(ok)
 
     async def _accounts(self, events: list[Any]) -> None:
-        n = self.settings.partitions
         by_part: dict[int, list] = defaultdict(list)
         replayed = 0
         for ev in events:
@@ -310,19 +311,23 @@ class Worker:
                 await self._send_dlq(rejects, self.settings.topics.by_account, p, -1)
             await self._publish(decisions)
             ccfg = self.cfg.cluster
+            part = self._partition
             for o in obs:
                 # To the partitions of its network and ASN; the network's also gets the cluster keys.
-                nets, clusters = split_keys(o, group_keys(o, ccfg))
-                if n == 1:
-                    routed[0].append((o, nets, clusters, -1))
+                clusters = (cluster_keys(o.prompt_fp, o.payment_fp, o.user_agent, o.created, ccfg)
+                            if o.young else [])
+                net_tp = part[o.net]
+                if o.asn is None:
+                    routed[net_tp].append((o, [o.net], clusters, -1))
                     continue
-                net_tp = partition_of(o.net, n)
-                split: dict[int, list[str]] = {}
-                for k in nets:
-                    split.setdefault(partition_of(k, n), []).append(k)
-                for tp, owned in split.items():
-                    routed[tp].append((o, owned, clusters if tp == net_tp else [], -1))
-        await self._send_groups(routed)
+                asn = asn_key(o.asn)
+                asn_tp = part[asn]
+                if asn_tp == net_tp:
+                    routed[net_tp].append((o, [o.net, asn], clusters, -1))
+                else:
+                    routed[net_tp].append((o, [o.net], clusters, -1))
+                    routed[asn_tp].append((o, [asn], [], -1))
+        await self._visit_groups(routed)
         if time.monotonic() >= self._next_snapshot:
             self._snapshot()
         metrics.HEARTBEAT.set(time.time())
@@ -343,39 +348,64 @@ class Worker:
             log.debug("snapshot: %d accounts", n)
 
     async def _groups(self, events: list[Any]) -> None:
+        work: dict[int, list[GroupItem]] = defaultdict(list)
+        for ev in events:
+            work[ev.message.partition].extend(decode_observations(ev.message.value))
+        await self._visit_groups(work)
+
+    async def _visit_groups(self, work: dict[int, list[GroupItem]]) -> None:
+        """Observations for group stages, by by_group partition. Those for partitions this worker holds
+        are observed here at once, and so is what they hand on while it stays here; the rest go through
+        by_group to the partition's owner. (A round trip through the broker to this same worker would
+        only cost time: the group state is rebuilt from traffic, not snapshotted, so nothing depends on it.)"""
+        held = self._held_group_partitions()
+        remote: dict[int, list[GroupItem]] = defaultdict(list)
+        while work:
+            onward: dict[int, list[GroupItem]] = defaultdict(list)
+            for p, items in work.items():
+                if p in held:
+                    await self._publish(self._observe_groups(p, items, onward))
+                else:
+                    remote[p].extend(items)
+            work = onward
+        await self._send_groups(remote)
+
+    def _held_group_partitions(self) -> set[int]:
+        topic = self.settings.topics.by_group
+        try:
+            return {tp.partition for tp in self.app.consumer.assignment() if tp.topic == topic}
+        except Exception:  # noqa: BLE001 - mid-rebalance: hand everything to the broker
+            return set()
+
+    def _observe_groups(self, p: int, items: list[GroupItem], onward: dict[int, list[GroupItem]]) -> list[Decision]:
         # The cluster rules need the crowd on the account's network, and a strong decision on one
         # cluster key leaves the later ones alone: so the stage holding the network observes it first,
         # then the cluster keys are visited in order, a run of keys held here at once, the rest handed
-        # on (with the crowd) through by_group to the partition holding the next one.
-        n = self.settings.partitions
-        onward: dict[int, list[GroupItem]] = defaultdict(list)
-        for ev in events:
-            p = ev.message.partition
-            stage = self.groups.stage(p)
-            decisions: list[Decision] = []
-            items = decode_observations(ev.message.value)
-            for o, keys, pending, crowd in items:
-                try:
-                    if crowd < 0:
-                        crowd = stage.observe_networks(o, keys, decisions)
-                    i = 0
-                    while i < len(pending):
-                        tp = partition_of(pending[i], n) if n > 1 else p
-                        if tp != p:
-                            onward[tp].append((o, [], pending[i:], crowd))
-                            break
-                        j = i + 1
-                        while j < len(pending) and (n == 1 or partition_of(pending[j], n) == p):
-                            j += 1
-                        if stage.observe_clusters(o, pending[i:j], crowd, decisions):
-                            break
-                        i = j
-                except Exception:  # noqa: BLE001 - the event itself was processed and counted upstream
-                    metrics.GROUP_ERRORS.inc()
-                    log.exception("group stage failed on one observation")
-            metrics.GROUP_OBSERVATIONS.inc(len(items))
-            await self._publish(decisions)
-        await self._send_groups(onward)
+        # on (with the crowd) to the partition holding the next one.
+        part = self._partition
+        stage = self.groups.stage(p)
+        decisions: list[Decision] = []
+        for o, keys, pending, crowd in items:
+            try:
+                if crowd < 0:
+                    crowd = stage.observe_networks(o, keys, decisions)
+                i = 0
+                while i < len(pending):
+                    tp = part[pending[i]]
+                    if tp != p:
+                        onward[tp].append((o, [], pending[i:], crowd))
+                        break
+                    j = i + 1
+                    while j < len(pending) and part[pending[j]] == p:
+                        j += 1
+                    if stage.observe_clusters(o, pending[i:j], crowd, decisions):
+                        break
+                    i = j
+            except Exception:  # noqa: BLE001 - the event itself was processed and counted upstream
+                metrics.GROUP_ERRORS.inc()
+                log.exception("group stage failed on one observation")
+        metrics.GROUP_OBSERVATIONS.inc(len(items))
+        return decisions
 
     async def _send_groups(self, routed: dict[int, list[GroupItem]]) -> None:
         step = self.settings.max_message_events

@@ -38,6 +38,27 @@ def partition_of(key: str, partitions: int) -> int:
     return zlib.crc32(key.encode()) % partitions
 
 
+class PartitionMemo(dict[str, int]):
+    """``partition_of`` for one partition count, remembered: network, ASN and cluster keys repeat,
+    and a dict hit costs a fraction of encoding and hashing the key again. Bounded.
+
+    >>> memo = PartitionMemo(4)
+    >>> memo["acct_1"] == partition_of("acct_1", 4), len(memo)
+    (True, 1)
+    """
+
+    def __init__(self, partitions: int, capacity: int = 200_000):
+        super().__init__()
+        self.partitions = partitions
+        self.capacity = capacity
+
+    def __missing__(self, key: str) -> int:
+        if len(self) >= self.capacity:
+            self.clear()
+        p = self[key] = zlib.crc32(key.encode()) % self.partitions
+        return p
+
+
 def encode_events(groups: list[SourcedEvents]) -> bytes:
     return _enc.encode(groups)
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from detectors.config import NetworkConfig
 from detectors.events import EventDecoder
-from detectors.network import NetworkKeys, NetworkState, NetworkTracker
+from detectors.network import NetworkKeys, NetworkTracker
 
 
 @pytest.mark.parametrize(
@@ -47,7 +47,7 @@ def test_cache_is_bounded():
     k = NetworkKeys(cache_size=10)
     for i in range(100):
         k.network_of(f"10.0.{i}.1")
-        assert len(k._cache) <= 10
+        assert len(k.cache) <= 10
     assert k.network_of("10.0.5.9") == "10.0.5.0/24"
 
 
@@ -104,18 +104,10 @@ def test_awakened_accounts_per_network_are_capped():
 
 
 def test_network_state_rates_and_shares():
-    s = NetworkState(0.0)
+    t = NetworkTracker(NetworkConfig())
     for i in range(60):
-        s.update(
-            float(i),
-            f"a{i % 6}",
-            young=i % 2 == 0,
-            flagged=i % 3 == 0,
-            out_tok=300,
-            in_tok=100,
-            max_accounts=256,
-            harvest=True,
-        )
+        s = t.observe("n", f"a{i % 6}", float(i), young=i % 2 == 0, flagged=i % 3 == 0, out_tok=300, in_tok=100,
+                      harvest=True)
     ev = s.evidence(60.0, 300.0)
     assert ev["network_accounts"] == 6
     assert 0.5 < ev["network_rps"] < 1.5
@@ -127,24 +119,24 @@ def test_network_state_rates_and_shares():
 
 
 def test_young_accounts_leave_the_window():
-    s = NetworkState(0.0)
+    t = NetworkTracker(NetworkConfig())
     for i in range(20):
-        s.update(float(i), f"y{i}", young=True, flagged=False, out_tok=0, in_tok=0, max_accounts=256)
+        s = t.observe("n", f"y{i}", float(i), young=True, flagged=False, out_tok=0, in_tok=0)
     assert s.young_accounts(20.0, 300.0) == 20
     assert s.young_accounts(1000.0, 300.0) == 0
 
 
 def test_late_update_does_not_decay_or_move_time_back():
-    s = NetworkState(100.0)
-    s.update(100.0, "a", young=False, flagged=False, out_tok=0, in_tok=0, max_accounts=8)
-    s.update(50.0, "b", young=False, flagged=False, out_tok=0, in_tok=0, max_accounts=8)
+    t = NetworkTracker(NetworkConfig())
+    t.observe("n", "a", 100.0, young=False, flagged=False, out_tok=0, in_tok=0)
+    s = t.observe("n", "b", 50.0, young=False, flagged=False, out_tok=0, in_tok=0)
     assert s.c_min == 2.0 and s.last_ts == 100.0
 
 
 def test_accounts_per_network_are_capped():
-    s = NetworkState(0.0)
+    t = NetworkTracker(NetworkConfig(), max_accounts_per_network=10)
     for i in range(100):
-        s.update(float(i), f"a{i}", young=True, flagged=False, out_tok=0, in_tok=0, max_accounts=10)
+        s = t.observe("n", f"a{i}", float(i), young=True, flagged=False, out_tok=0, in_tok=0)
     assert len(s.accounts) <= 10 and len(s.young) <= 10
 
 
