@@ -30,6 +30,7 @@ from detectors.events import Event, EventDecoder, Reject, encode_event
 from detectors.pipeline import Observation, asn_key
 from detectors.policy import Decision, DecisionLedger, encode_decision
 from stream import metrics
+from stream.ingest import RequestReader
 from stream.kafka_tuning import cap_fetch_wait
 from stream.records import (
     GroupItem,
@@ -90,8 +91,6 @@ class Worker:
         )
         app = self.app
         t = settings.topics
-        self.requests = app.topic(t.requests, value_serializer="raw", key_serializer="raw", partitions=None,
-                                  internal=False)
         self.dlq = app.topic(t.dlq, value_serializer="raw", key_serializer="raw", partitions=n, internal=True)
         self.by_account = app.topic(t.by_account, value_serializer="raw", key_serializer="raw", partitions=n,
                                     internal=True)
@@ -104,6 +103,7 @@ class Worker:
                                     ip_cache_size=cfg.network.ip_cache_size)
         self.accounts = AccountPartitions(cfg, table=self.account_table)
         self.groups = GroupPartitions(cfg, n)
+        self.reader = RequestReader(settings)
         self.redis = RedisDecisionSink(settings.redis_url, prefix=settings.redis_prefix)
         self.published = DecisionLedger(cfg.policy.refresh_before_expiry_share)
         self.watcher = ConfigWatcher(settings.config_path)
@@ -121,10 +121,18 @@ class Worker:
         app, s = self.app, self.settings
         batch, within = s.batch_size, s.batch_within_s
 
-        @app.agent(self.requests, name="ingest")
-        async def ingest(stream: Any) -> None:
-            async for events in stream.take_events(batch, within=within):
-                await self._guard(self._ingest, events)
+        @app.task
+        async def ingest() -> None:
+            # Not an agent: see stream/ingest.py. A batch is committed once what it produced is delivered.
+            reader = self.reader
+            await reader.start()
+            try:
+                async for records in reader.batches():
+                    await self._guard(self._ingest, records)
+                    await app.producer.flush()
+                    await reader.commit(records)
+            finally:
+                await reader.stop()
 
         @app.agent(self.by_account, name="accounts")
         async def accounts(stream: Any) -> None:
@@ -220,7 +228,9 @@ class Worker:
     # -- per-batch work -----------------------------------------------------------------------------------
 
     async def _guard(self, handler: Any, events: list[Any]) -> None:
-        """Run one batch; on any failure its input goes to the DLQ instead of being silently skipped."""
+        """Run one batch; on any failure its input goes to the DLQ instead of being silently skipped.
+
+        ``events``: Faust events, or plain consumer records (the ingest reader's)."""
         try:
             await handler(events)
         except asyncio.CancelledError:
@@ -228,17 +238,16 @@ class Worker:
         except Exception as exc:  # noqa: BLE001 - the worker must outlive any bad batch
             log.exception("batch of %d messages failed; sending it to the DLQ", len(events))
             for ev in events:
-                msg = ev.message
+                msg = getattr(ev, "message", ev)
                 raw = msg.value if isinstance(msg.value, bytes) else repr(msg.value).encode()
                 await self._send_dlq([Reject("processing_error", repr(exc)[:300], raw)], msg.topic,
                                      msg.partition, msg.offset)
 
-    async def _ingest(self, events: list[Any]) -> None:
+    async def _ingest(self, records: list[Any]) -> None:
         now = time.time()
         per_partition: dict[int, list] = defaultdict(list)
         ok = bad = 0
-        for ev in events:
-            msg = ev.message
+        for msg in records:
             payload = msg.value if isinstance(msg.value, bytes) else b""
             good, rejects = self.decoder.decode(payload, now=now)
             if rejects:
@@ -479,6 +488,7 @@ class Worker:
                 pos = await consumer.position(tp)
                 if hw is not None and pos is not None:
                     lag[tp.topic] += max(0, hw - pos)
+            lag[t.requests] = await self.reader.lag()
         except Exception:  # noqa: BLE001 - lag is best effort during rebalances
             return
         for topic, v in lag.items():

@@ -24,6 +24,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import redis
+from hypothesis import HealthCheck, settings
+
+# Tests share two cores with a broker, Redis and each other: how fast Hypothesis draws inputs is
+# not what they test, so a slow draw (a GC pause, a busy neighbour) must not fail them.
+settings.register_profile("ratehound", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("ratehound")
 
 # The project is not necessarily pip-installed and the `pytest` script does not put
 # the repo root on sys.path; without it `stream` would resolve to tests/stream.
