@@ -246,8 +246,10 @@ class AccountTracker:
             if len(self.states) >= self.cfg.max_accounts:
                 self._evict()
             s = self.states[account] = AccountState(ts, created)
-        elif created is not None and s.created != s.created:
-            s.created = created
+        elif created is not None:
+            v = s.v
+            if v[_CREATED] != v[_CREATED]:  # NaN: not known until now
+                v[_CREATED] = created
         if self.track_dirty:
             self.dirty.add(account)
         return s

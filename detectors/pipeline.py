@@ -195,8 +195,7 @@ class AccountStage:
             s.scored_ts = ts
             x = features(rs, s.rate_mid(), s.baseline(ts - self.start_ts), harvest_ratio, s.switch_share(),
                          s.timing_cv(), age)
-            score = self.population.score_one(x)
-            self.population.learn_one(x)
+            score = self.population.score_then_learn(x)
             if score >= self.cfg.population.review_score and pending("account", acct, "population_outlier", ts):
                 d = decide("account", acct, "population_outlier", ts, score,
                            {k: round(v, 3) for k, v in x.items()})

@@ -78,3 +78,59 @@ class PopulationModel:
         if self.learnt < self.cfg.warmup_samples:
             return 0.0
         return float(self.model.score_one(x))
+
+    def score_then_learn(self, x: dict[str, float]) -> float:
+        """``score_one(x)``, then ``learn_one(x)``: the same result, in one walk down each tree.
+
+        River walks every tree twice, once to score and once to learn. With every feature present
+        (``features`` gives all of them) both walks take the same path, and scoring reads only the
+        masses of the reference window that learning leaves alone, so one walk does both. It reads
+        River's trees directly (river is pinned; a test holds it equal to the two calls).
+
+        >>> from detectors.config import PopulationConfig
+        >>> cfg = PopulationConfig(warmup_samples=30, n_trees=3, height=4, window_size=20)
+        >>> one, two = PopulationModel(cfg), PopulationModel(cfg)
+        >>> xs = [features(i % 7, 0.1 * (i % 5), 0.1, 0.5 * (i % 3), 0.0, 1.0, 1e7) for i in range(100)]
+        >>> walked = [one.score_then_learn(x) for x in xs]
+        >>> called = []
+        >>> for x in xs:
+        ...     called.append(two.score_one(x))
+        ...     two.learn_one(x)
+        >>> walked == called, max(walked) > 0.0
+        (True, True)
+        """
+        m = self.model
+        if not m.trees:  # the trees are built by the first learn
+            score = self.score_one(x)
+            self.learn_one(x)
+            return score
+        scoring = self.learnt >= self.cfg.warmup_samples and not m._first_window
+        size_limit = 0.1 * m.window_size
+        height = m.height
+        total = 0  # masses are integers: the sum is exact, in any order
+        for node in m.trees:
+            depth_pow = 1
+            live = scoring
+            for _ in range(height):
+                if live:
+                    r = node.r_mass
+                    total += r * depth_pow
+                    if r < size_limit:
+                        live = False  # River's score stops here; learning goes on to the leaf
+                    depth_pow <<= 1
+                node.l_mass += 1
+                c = node.children
+                node = c[0] if x[node.feature] < node.threshold else c[1]
+            if live:
+                total += node.r_mass * depth_pow
+            node.l_mass += 1
+        m.counter += 1
+        if m.counter == m.window_size:  # River's pivot: the latest window becomes the reference
+            for nodes in m._tree_nodes:
+                for n in nodes:
+                    n.r_mass = n.l_mass
+                    n.l_mass = 0
+            m._first_window = False
+            m.counter = 0
+        self.learnt += 1
+        return float(1 - total / m._max_score) if scoring else 0.0

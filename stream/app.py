@@ -50,6 +50,28 @@ from stream.state import AccountPartitions, GroupPartitions
 log = logging.getLogger(__name__)
 
 
+class WorkerApp(faust.App):
+    """The Faust app, which also starts the ingest reader as it starts itself.
+
+    Faust runs tasks only once its tables are recovered, that is after its own consumer group has
+    joined; the reader's group joining only then made a restarted worker wait for two joins, one
+    after the other (each holds for the rebalance timeout on the embedded broker). Started here,
+    both join at once; the ingest task reads once the app is ready."""
+
+    reader: RequestReader | None = None
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        if self.reader is not None:
+            self.reader.start_soon()
+
+    async def on_shutdown(self) -> None:
+        # After the tasks are cancelled (on_stop would pull the consumer from under the ingest task).
+        if self.reader is not None:
+            await self.reader.stop()
+        await super().on_shutdown()
+
+
 class Worker:
     """Everything one worker process holds: the Faust app, detector stages and sinks."""
 
@@ -58,7 +80,7 @@ class Worker:
         self.cfg = cfg
         n = settings.partitions
         cap_fetch_wait(settings.fetch_max_wait_ms)
-        self.app = faust.App(
+        self.app = WorkerApp(
             settings.app_id,
             broker=settings.broker_url,
             broker_credentials=settings.broker_credentials,
@@ -72,6 +94,7 @@ class Worker:
             table_standby_replicas=0,
             producer_acks=-1,
             broker_commit_every=1000,
+            broker_commit_interval=settings.commit_interval_s,
             stream_buffer_maxsize=max(4096, settings.batch_size * 2),
             consumer_auto_offset_reset="earliest",
             # A JoinGroup waits up to this long for other members: tansu always waits it out.
@@ -103,7 +126,7 @@ class Worker:
                                     ip_cache_size=cfg.network.ip_cache_size)
         self.accounts = AccountPartitions(cfg, table=self.account_table)
         self.groups = GroupPartitions(cfg, n)
-        self.reader = RequestReader(settings)
+        self.reader = self.app.reader = RequestReader(settings)
         self.redis = RedisDecisionSink(settings.redis_url, prefix=settings.redis_prefix)
         self.published = DecisionLedger(cfg.policy.refresh_before_expiry_share)
         self.watcher = ConfigWatcher(settings.config_path)
@@ -124,15 +147,12 @@ class Worker:
         @app.task
         async def ingest() -> None:
             # Not an agent: see stream/ingest.py. A batch is committed once what it produced is delivered.
+            # The reader began joining its group with the app (WorkerApp), and stops with it.
             reader = self.reader
-            await reader.start()
-            try:
-                async for records in reader.batches():
-                    await self._guard(self._ingest, records)
-                    await app.producer.flush()
-                    await reader.commit(records)
-            finally:
-                await reader.stop()
+            async for records in reader.batches():
+                await self._guard(self._ingest, records)
+                await app.producer.flush()
+                await reader.commit(records)
 
         @app.agent(self.by_account, name="accounts")
         async def accounts(stream: Any) -> None:
@@ -186,8 +206,13 @@ class Worker:
 
         @app.page("/healthz")
         async def healthz(web: Any, request: Any) -> Any:
+            # "reading": what each consumer group has assigned to this worker; a worker that has not
+            # joined yet is up but not consuming (on tansu a first join takes the rebalance timeout).
             return web.json({"redis": self.redis.healthy, "config_version": self.cfg.version,
-                             "partitions": sorted(self.accounts.stages)})
+                             "partitions": sorted(self.accounts.stages),
+                             "reading": {"requests": self.reader.assigned(),
+                                         "by_account": self._assigned(s.topics.by_account),
+                                         "by_group": sorted(self._held_group_partitions())}})
 
         @app.on_partitions_revoked.connect
         async def on_revoked(app_: Any, revoked: set, **kwargs: Any) -> None:
@@ -379,12 +404,14 @@ class Worker:
             work = onward
         await self._send_groups(remote)
 
-    def _held_group_partitions(self) -> set[int]:
-        topic = self.settings.topics.by_group
+    def _assigned(self, topic: str) -> list[int]:
         try:
-            return {tp.partition for tp in self.app.consumer.assignment() if tp.topic == topic}
-        except Exception:  # noqa: BLE001 - mid-rebalance: hand everything to the broker
-            return set()
+            return sorted(tp.partition for tp in self.app.consumer.assignment() if tp.topic == topic)
+        except Exception:  # noqa: BLE001 - no consumer yet, or mid-rebalance: none held
+            return []
+
+    def _held_group_partitions(self) -> set[int]:
+        return set(self._assigned(self.settings.topics.by_group))
 
     def _observe_groups(self, p: int, items: list[GroupItem], onward: dict[int, list[GroupItem]]) -> list[Decision]:
         # The cluster rules need the crowd on the account's network, and a strong decision on one

@@ -148,6 +148,14 @@ class Worker:
             time.sleep(0.2)
         raise RuntimeError("worker not ready")
 
+    def reading(self) -> dict[str, list[int]]:
+        """The partitions each of its consumers has been assigned, from /healthz."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2) as r:
+                return orjson.loads(r.read()).get("reading", {})
+        except OSError:
+            return {}
+
     def stop(self, sig: int = 15) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
@@ -175,6 +183,22 @@ def services(partitions: int, app_id: str):
         topics = Topics(**{k: f"{app_id}.{k}" for k in ("requests", "dlq", "by_account", "by_group", "decisions")})
         ensure_topics(Settings(kafka_broker=broker.url, app_id=app_id, partitions=partitions, topics=topics))
         yield broker, redis_url, topics
+
+
+def wait_reading(workers: list[Worker], partitions: int, timeout: float = 90.0) -> float:
+    """Seconds until the workers between them read every partition of each input topic: up is not
+    consuming yet (a group's first join waits out the rebalance timeout on the embedded broker)."""
+    t0 = time.monotonic()
+    want = set(range(partitions))
+    while time.monotonic() - t0 < timeout:
+        held: dict[str, set[int]] = {"requests": set(), "by_account": set(), "by_group": set()}
+        for w in workers:
+            for topic, ps in w.reading().items():
+                held.setdefault(topic, set()).update(ps)
+        if all(ps == want for ps in held.values()):
+            return time.monotonic() - t0
+        time.sleep(0.2)
+    raise RuntimeError(f"workers not reading every partition after {timeout}s")
 
 
 def drain(workers: list[Worker], total: int, timeout: float = 600.0) -> tuple[float, float]:
@@ -268,7 +292,7 @@ def bench_latency(rate: float, seconds: float, partitions: int, tmp: Path) -> di
         w = Worker(broker.url, redis_url, app_id, partitions, tmp)
         try:
             w.wait_ready()
-            time.sleep(3)
+            wait_reading([w], partitions)
             r = redis.Redis.from_url(redis_url)
             ps = r.pubsub()
             ps.subscribe("rh:decisions")

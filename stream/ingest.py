@@ -13,6 +13,7 @@ its source partition and offset, and the account stage skips what it applied.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -31,15 +32,32 @@ class RequestReader:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.consumer: AIOKafkaConsumer | None = None
+        self._starting: asyncio.Future[None] | None = None
 
     @property
     def group_id(self) -> str:
         return f"{self.settings.app_id}-ingest"
 
+    def start_soon(self) -> None:
+        """Begin connecting and joining the group, in the background."""
+        if self._starting is None:
+            self._starting = asyncio.ensure_future(self._start())
+
     async def start(self) -> None:
+        """Connected and in the group (started here unless ``start_soon`` began it); on failure the
+        next call tries again."""
+        self.start_soon()
+        assert self._starting is not None
+        try:
+            await asyncio.shield(self._starting)
+        except KafkaError:
+            self._starting = None
+            raise
+
+    async def _start(self) -> None:
         s = self.settings
         session_ms = int(s.rebalance_timeout_s * 1000)
-        self.consumer = AIOKafkaConsumer(
+        consumer = AIOKafkaConsumer(
             s.topics.requests,
             bootstrap_servers=s.bootstrap,
             group_id=self.group_id,
@@ -54,21 +72,45 @@ class RequestReader:
             heartbeat_interval_ms=int(min(3.0, s.rebalance_timeout_s / 3) * 1000),
             **s.kafka_client_config,
         )
-        await self.consumer.start()
+        try:
+            await consumer.start()
+        except BaseException:
+            await consumer.stop()
+            raise
+        self.consumer = consumer
 
     async def stop(self) -> None:
+        if self._starting is not None and not self._starting.done():
+            self._starting.cancel()
+        self._starting = None
         if self.consumer is not None:
             consumer, self.consumer = self.consumer, None
             await consumer.stop()
 
     async def batches(self) -> AsyncIterator[list[Any]]:
-        """Whatever has been fetched, up to ``batch_size`` records at a time, as soon as there is any."""
-        assert self.consumer is not None, "start() first"
+        """Whatever has been fetched, up to ``batch_size`` records at a time, as soon as there is any
+        (once started: here, unless ``start_soon`` began it)."""
+        while True:
+            try:
+                await self.start()
+                break
+            except KafkaError as exc:
+                log.error("joining %s for %s failed, trying again in 1 s: %r", self.group_id,
+                          self.settings.topics.requests, exc)
+                await asyncio.sleep(1.0)
         consumer = self.consumer
+        assert consumer is not None
         limit = self.settings.batch_size
         wait_ms = max(1, int(self.settings.batch_within_s * 1000))
         while True:
-            got = await consumer.getmany(timeout_ms=wait_ms, max_records=limit)
+            try:
+                got = await consumer.getmany(timeout_ms=wait_ms, max_records=limit)
+            except KafkaError as exc:
+                # aiokafka retries what it can by itself (a broker away, a rebalance); what reaches
+                # here (an authorization failure, say) is reported and tried again, never the end of ingest.
+                log.error("reading %s failed, trying again in 1 s: %r", self.settings.topics.requests, exc)
+                await asyncio.sleep(1.0)
+                continue
             records = [r for part in got.values() for r in part]
             if records:
                 yield records
@@ -89,6 +131,12 @@ class RequestReader:
             log.warning("ingest commit of %d partitions failed, they will be read again: %r", len(offsets), exc)
             return False
         return True
+
+    def assigned(self) -> list[int]:
+        """The partitions of ``requests`` this worker reads now (none until its group has joined)."""
+        if self.consumer is None:
+            return []
+        return sorted(tp.partition for tp in self.consumer.assignment())
 
     async def lag(self) -> int:
         """Messages on ``requests`` not yet read by this worker, over its assigned partitions."""

@@ -44,6 +44,9 @@ class Settings:
     batch_size: int = field(default_factory=lambda: int(_env("RATEHOUND_BATCH", "2000")))
     batch_within_s: float = field(default_factory=lambda: float(_env("RATEHOUND_BATCH_WITHIN_S", "0.05")))
     snapshot_every_s: float = field(default_factory=lambda: float(_env("RATEHOUND_SNAPSHOT_EVERY_S", "1")))
+    # How often acknowledged by-account input is committed (Faust's broker_commit_interval): input a
+    # snapshot holds but not yet committed is re-read after a crash and skipped, so this is only cost.
+    commit_interval_s: float = field(default_factory=lambda: float(_env("RATEHOUND_COMMIT_INTERVAL_S", "2.8")))
     replication_factor: int = field(default_factory=lambda: int(_env("RATEHOUND_REPLICATION_FACTOR", "1")))
     max_message_events: int = field(default_factory=lambda: int(_env("RATEHOUND_MAX_MESSAGE_EVENTS", "1000")))
     fetch_max_wait_ms: int = field(default_factory=lambda: int(_env("RATEHOUND_FETCH_MAX_WAIT_MS", "100")))

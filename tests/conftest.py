@@ -138,6 +138,16 @@ class RunningWorker:
             time.sleep(0.3)
         raise AssertionError(f"worker not ready in {timeout}s: {self.log_path.read_text()[-3000:]}")
 
+    def reading(self) -> dict[str, list[int]]:
+        """Per input topic, the partitions its consumer groups have assigned to it (from /healthz)."""
+        import orjson
+
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}/healthz", timeout=2) as r:
+                return orjson.loads(r.read()).get("reading", {})
+        except OSError:
+            return {}
+
     def metrics_text(self, quiet: bool = False) -> str:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.web_port}/metrics", timeout=2) as r:

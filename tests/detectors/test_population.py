@@ -150,3 +150,22 @@ def test_nothing_non_finite_reaches_river(rs, rm, base, harvest, switch, cv, age
     assert len(spy.seen) == 2
     for seen in spy.seen:
         assert all(math.isfinite(v) and 0.0 <= v <= 1.0 for v in seen.values())
+
+
+unit_point = st.lists(st.floats(0.0, 1e6, allow_nan=False), min_size=7, max_size=7)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(unit_point, min_size=1, max_size=400), st.integers(0, 50), st.integers(10, 60))
+def test_score_then_learn_equals_river_score_one_then_learn_one(points, warmup, window):
+    """The one-walk shortcut gives River's scores and leaves the trees exactly as River would."""
+    cfg = PopulationConfig(warmup_samples=warmup, n_trees=10, height=8, window_size=window)
+    fused, river = PopulationModel(cfg), PopulationModel(cfg)
+    for p in points:
+        x = features(*p)
+        expected = river.score_one(x)
+        river.learn_one(x)
+        assert fused.score_then_learn(x) == expected
+    masses = [[(n.l_mass, n.r_mass) for n in t.iter_dfs()] for t in river.model.trees]
+    assert [[(n.l_mass, n.r_mass) for n in t.iter_dfs()] for t in fused.model.trees] == masses
+    assert (fused.model.counter, fused.learnt) == (river.model.counter, river.learnt)

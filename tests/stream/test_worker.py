@@ -130,6 +130,10 @@ def test_web_serves_metrics_and_health_but_no_table_pages(start_worker, redis_ur
     w = start_worker(redis_url)
     assert "ratehound_events_total" in w.metrics_text()
     assert _healthz(w)["config_version"] == "default"
+    # Up is not reading: health says what each consumer group has assigned (all of it, one worker).
+    every = list(range(w.partitions))
+    assert wait_until(lambda: _healthz(w)["reading"] == {"requests": every, "by_account": every, "by_group": every},
+                      timeout=30)
     for path in ("/table/account_state/", "/router/", "/graph/", "/stats/", "/performance/"):
         with pytest.raises(urllib.error.HTTPError) as e:
             urllib.request.urlopen(f"http://127.0.0.1:{w.web_port}{path}", timeout=2)
