@@ -62,6 +62,7 @@ def run_demo(scenario: str = "mixed", scale: float = 0.3, duration: float = 600.
     def interrupted(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     signal.signal(signal.SIGTERM, interrupted)  # `kill` stops everything too, like Ctrl-C
     with ExitStack() as stack:
         broker_env = os.environ.get("KAFKA_BROKER")
@@ -112,7 +113,8 @@ def run_demo(scenario: str = "mixed", scale: float = 0.3, duration: float = 600.
         print(f"worker: pid {worker.pid}, log {log_path}, metrics at http://127.0.0.1:{web_port}/metrics")
         consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap, value_deserializer=orjson.loads,
                                  enable_auto_commit=False, consumer_timeout_ms=500)
-        stack.callback(consumer.close)
+        # No group, nothing to commit; bounded, since after Ctrl-C the broker may already be gone.
+        stack.callback(consumer.close, autocommit=False, timeout_ms=2000)
         tps = [TopicPartition(settings.topics.decisions, p) for p in range(partitions)]
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)
@@ -140,8 +142,14 @@ def run_demo(scenario: str = "mixed", scale: float = 0.3, duration: float = 600.
                     exit_after = time.monotonic() - started + 30
         except KeyboardInterrupt:
             print("\nstopping...")
+        # Stopping is bounded (each process gets 10 s, then is killed): a second Ctrl-C (a terminal
+        # sends one to every process of the group, `timeout` sends two) must not cut it short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         print("decisions by reason: " + ", ".join(f"{k}={v}" for k, v in counts.most_common()) if counts
               else "no decisions yet")
+    signal.signal(signal.SIGINT, before[0])
+    signal.signal(signal.SIGTERM, before[1])
     return counts
 
 
