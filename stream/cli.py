@@ -24,7 +24,7 @@ def cmd_worker(a: argparse.Namespace) -> None:
     import faust
 
     from stream.app import Worker
-    from stream.settings import Settings
+    from stream.settings import Settings, SettingsError
     from stream.topics import ensure_topics
 
     overrides = {k: v for k, v in (("KAFKA_BROKER", a.broker), ("REDIS_URL", a.redis),
@@ -39,6 +39,8 @@ def cmd_worker(a: argparse.Namespace) -> None:
         settings = Settings()
     except KafkaSecurityError as exc:
         sys.exit(f"ratehound: bad Kafka security settings: {exc}")
+    except SettingsError as exc:
+        sys.exit(f"ratehound: bad setting: {exc}")
     try:
         cfg = load_versioned(settings.config_path)
     except (ConfigError, OSError) as exc:
