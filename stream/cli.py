@@ -24,7 +24,7 @@ def cmd_worker(a: argparse.Namespace) -> None:
     import faust
 
     from stream.app import Worker
-    from stream.settings import Settings, SettingsError
+    from stream.settings import Settings
     from stream.topics import ensure_topics
 
     overrides = {k: v for k, v in (("KAFKA_BROKER", a.broker), ("REDIS_URL", a.redis),
@@ -33,14 +33,9 @@ def cmd_worker(a: argparse.Namespace) -> None:
                                    ("RATEHOUND_CONFIG", a.config)) if v}
     os.environ.update(overrides)
     from stream.reload import load_versioned
-    from stream.security import KafkaLoginError, KafkaSecurityError, check_kafka_login
+    from stream.security import KafkaLoginError, check_kafka_login
 
-    try:
-        settings = Settings()
-    except KafkaSecurityError as exc:
-        sys.exit(f"ratehound: bad Kafka security settings: {exc}")
-    except SettingsError as exc:
-        sys.exit(f"ratehound: bad setting: {exc}")
+    settings = Settings()  # a bad setting stops here, before any connection (see main)
     try:
         cfg = load_versioned(settings.config_path)
     except (ConfigError, OSError) as exc:
@@ -263,7 +258,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     a = build_parser().parse_args(argv)
-    a.func(a)
+    from stream.security import KafkaSecurityError
+    from stream.settings import SettingsError
+
+    # Every command reads Settings: a bad one is the same clear message whichever command met it.
+    try:
+        a.func(a)
+    except KafkaSecurityError as exc:
+        sys.exit(f"ratehound: bad Kafka security settings: {exc}")
+    except SettingsError as exc:
+        sys.exit(f"ratehound: bad setting: {exc}")
 
 
 if __name__ == "__main__":

@@ -62,19 +62,14 @@ _NUMBERS = {f.name: (f.metadata["env"], f.metadata["least"]) for f in fields(Set
 @given(st.sampled_from(sorted(_NUMBERS)), st.text(st.characters(min_codepoint=32, max_codepoint=0x2FF), max_size=6) | st.integers(-5, 5).map(str))
 def test_any_number_setting_loads_or_fails_with_its_variable(attr, raw):
     name = _NUMBERS[attr][0]
-    old = os.environ.get(name)
-    os.environ[name] = raw
-    try:
-        s = Settings()
-    except SettingsError as exc:
-        assert str(exc).startswith(name + ": ")
-    else:
-        assert getattr(s, attr) >= _NUMBERS[attr][1]
-    finally:
-        if old is None:
-            del os.environ[name]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(name, raw)
+        try:
+            s = Settings()
+        except SettingsError as exc:
+            assert str(exc).startswith(name + ": ")
         else:
-            os.environ[name] = old
+            assert getattr(s, attr) >= _NUMBERS[attr][1]
 
 
 def test_the_worker_command_refuses_a_bad_setting_before_connecting():
@@ -84,3 +79,12 @@ def test_the_worker_command_refuses_a_bad_setting_before_connecting():
                           text=True, timeout=60)
     assert done.returncode != 0
     assert "ratehound: bad setting: RATEHOUND_PARTITIONS: 0 must be a finite number of at least" in done.stderr
+
+
+def test_every_command_refuses_a_bad_setting_with_the_same_message():
+    env = dict(os.environ, RATEHOUND_BATCH="lots")
+    done = subprocess.run([sys.executable, "-m", "stream.cli", "gateway", "--port", "1"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert "ratehound: bad setting: RATEHOUND_BATCH: 'lots' is not an integer" in done.stderr
+    assert "Traceback" not in done.stderr
