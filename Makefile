@@ -29,7 +29,7 @@ test: $(STAMP)  ## the whole test suite: unit, doctests, integration (real broke
 test-fast: $(STAMP)  ## unit tests and doctests only
 	$(BIN)/python -m pytest -q -m 'not integration and not slow'
 
-lint: $(STAMP)  ## ruff lint + format check, mypy on detectors/
+lint: $(STAMP)  ## ruff lint, mypy on detectors/
 	$(BIN)/ruff check stream detectors traffic tests
 	$(BIN)/mypy detectors
 

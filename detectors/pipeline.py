@@ -29,7 +29,7 @@ from detectors.config import ClusterConfig, DetectorConfig
 from detectors.dedupe import RecentIds
 from detectors.events import Event, Reject, encode_event
 from detectors.network import NetworkKeys, NetworkTracker
-from detectors.policy import Decision, Policy
+from detectors.policy import Decision, DecisionLedger, Policy
 from detectors.population import PopulationModel, features
 
 
@@ -385,6 +385,9 @@ class GroupStage:
 class Detector:
     """Both stages in one process: ``process(events)`` returns decisions and rejections.
 
+    Each stage has its own policy and the decisions of both pass one ledger of what is published, as
+    in a worker, whose stages run apart: replay says what the workers would say.
+
     >>> from detectors.config import ClusterConfig, DetectorConfig
     >>> det = Detector(DetectorConfig())
     >>> evs = [Event(event_id=f"e{i}", ts=1000.0 + i / 20, account_id="old", ip="198.51.100.7",
@@ -399,9 +402,9 @@ class Detector:
 
     def __init__(self, cfg: DetectorConfig):
         self.cfg = cfg
-        self.policy = Policy(cfg.policy, version=cfg.version)
-        self.accounts = AccountStage(cfg, self.policy)
-        self.groups = GroupStage(cfg, self.policy)
+        self.accounts = AccountStage(cfg, Policy(cfg.policy, version=cfg.version))
+        self.groups = GroupStage(cfg, Policy(cfg.policy, version=cfg.version))
+        self.published = DecisionLedger(cfg.policy.refresh_before_expiry_share)
 
     def process(self, events: Iterable[Event]) -> tuple[list[Decision], list[Reject]]:
         # Event by event through both stages, so what one stage decides never depends on batch size.
@@ -412,4 +415,13 @@ class Detector:
             o = account_one(ev, decisions, rejects)
             if o is not None:
                 group_one(o, decisions)
-        return decisions, rejects
+        return self.publish(decisions), rejects
+
+    def publish(self, decisions: list[Decision]) -> list[Decision]:
+        return publish(self.published, decisions)
+
+
+def publish(published: DecisionLedger, decisions: list[Decision]) -> list[Decision]:
+    """Of the stages' decisions, in event order, those that add to what ``published`` holds."""
+    admit = published.admit
+    return [d for d in decisions if admit(d.scope, d.key, d.action, d.ts, d.ttl_s)]

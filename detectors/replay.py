@@ -1,7 +1,8 @@
 """Offline replay: a recorded traffic file through the detector, decisions out, no broker, no Redis.
 
 Reads JSON Lines (optionally gzip), decodes in chunks with the same decoder the
-workers use, and runs ``Detector`` in file order. A recorded file is in the
+workers use, and runs ``Detector`` in file order, in one process or, with the same
+result, its account stage in a second one (``split_replay``). A recorded file is in the
 past by nature, so time is checked against the detector's own clock: an event
 more than a day ahead of it is rejected as ``future_ts``; lateness applies as live.
 """
@@ -18,6 +19,7 @@ from detectors.config import DetectorConfig
 from detectors.events import Event, EventDecoder, Reject, encode_event
 from detectors.pipeline import Detector
 from detectors.policy import Decision, encode_decision
+from detectors.split_replay import SplitDetector
 
 CHUNK_LINES = 5000
 REPLAY_MAX_GAP_S = 86400.0
@@ -71,35 +73,59 @@ class ReplayStats:
             self.rejects[r.reason] = self.rejects.get(r.reason, 0) + 1
 
 
-def replay(path: str | Path, cfg: DetectorConfig, stats: ReplayStats | None = None) -> Iterator[Decision]:
-    """Decisions for a traffic file, in event-time order of their triggering events."""
-    stats = stats or ReplayStats()
+def decoded_chunks(path: str | Path, cfg: DetectorConfig, stats: ReplayStats) -> Iterator[list[Event]]:
+    """The file's valid events, a chunk at a time; what does not decode is counted in ``stats``."""
     decoder = EventDecoder(max_future_s=cfg.event_time.max_future_s, ip_cache_size=cfg.network.ip_cache_size)
-    det = Detector(cfg)
+    latest = -math.inf  # the latest timestamp handed on: the detector's clock, as its stages will have it
     with open_events(path) as f:
         for chunk in line_chunks(f):
             # Recorded time is trusted up to a day beyond the detector's own clock: a gap in a file is
             # fine, a timestamp from another era is not allowed to make everything after it late.
-            now = det.accounts.now + REPLAY_MAX_GAP_S if det.accounts.now > -math.inf else math.inf
+            now = latest + REPLAY_MAX_GAP_S if latest > -math.inf else math.inf
             events, rejects = decode_chunk(decoder, chunk, now)
             if now == math.inf and events:  # the first chunk: its median time is the reference
                 ref = sorted(e.ts for e in events)[len(events) // 2] + REPLAY_MAX_GAP_S
                 rejects += [Reject("future_ts", f"ts={e.ts} is a day past the file's start", encode_event(e))
                             for e in events if e.ts > ref]
                 events = [e for e in events if e.ts <= ref]
-            stats.events += len(events)
-            decisions, late = det.process(events)
             stats.count_rejects(rejects)
-            stats.count_rejects(late)
-            stats.decisions += len(decisions)
-            yield from decisions
+            stats.events += len(events)
+            if events:
+                latest = max(latest, max(e.ts for e in events))
+                yield events
+
+
+def replay(path: str | Path, cfg: DetectorConfig, stats: ReplayStats | None = None,
+           processes: int = 1) -> Iterator[Decision]:
+    """Decisions for a traffic file, in event-time order of their triggering events.
+
+    ``processes=2`` runs the account stage in a second process (``SplitDetector``): the same
+    decisions in the same order, on two cores."""
+    stats = stats or ReplayStats()
+    chunks = decoded_chunks(path, cfg, stats)
+    if processes == 1:
+        det = Detector(cfg)
+        results: Iterator[tuple[list[Decision], list[Reject]]] = (det.process(events) for events in chunks)
+        yield from _counted(results, stats)
+    elif processes == 2:
+        with SplitDetector(cfg) as split:
+            yield from _counted(split.process_chunks(chunks), stats)
+    else:
+        raise ValueError(f"processes: 1 or 2 (the detector has two stages), got {processes}")
+
+
+def _counted(results: Iterator[tuple[list[Decision], list[Reject]]], stats: ReplayStats) -> Iterator[Decision]:
+    for decisions, late in results:
+        stats.count_rejects(late)
+        stats.decisions += len(decisions)
+        yield from decisions
 
 
 def replay_to_file(path: str | Path, cfg: DetectorConfig, out: IO[bytes],
-                   stats: ReplayStats | None = None) -> list[Decision]:
+                   stats: ReplayStats | None = None, processes: int = 1) -> list[Decision]:
     """Replay ``path`` and write its decisions to ``out`` as JSON Lines; returns them too."""
     decisions = []
-    for d in replay(path, cfg, stats):
+    for d in replay(path, cfg, stats, processes):
         out.write(encode_decision(d) + b"\n")
         decisions.append(d)
     return decisions

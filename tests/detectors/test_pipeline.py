@@ -13,7 +13,7 @@ import traffic
 from detectors.config import DetectorConfig, PolicyConfig, RuleConfig, parse_config
 from detectors.events import Event
 from detectors.pipeline import Detector, GroupStage, Observation, asn_key, group_keys
-from detectors.policy import Decision, encode_decision
+from detectors.policy import Decision, Policy, encode_decision
 
 T0 = 1_790_000_000.0
 DAY = 86400.0
@@ -472,7 +472,7 @@ def test_group_stage_owns_only_its_share():
     assert fanout
     shares = []
     for parity in (0, 1):
-        stage = GroupStage(cfg, Detector(cfg).policy, owns=lambda k, p=parity: hash(k) % 2 == p)
+        stage = GroupStage(cfg, Policy(cfg.policy, cfg.version), owns=lambda k, p=parity: hash(k) % 2 == p)
         shares += [d.key for d in stage.process(obs) if d.reason == "network_fanout"]
     assert sorted(shares) == fanout
 

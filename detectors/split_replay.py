@@ -1,0 +1,224 @@
+"""The detector on two cores for replay: the account stage in a child process, the group stage here.
+
+``Detector``'s stages share nothing but observations (each has its own policy, and one ledger of what
+is published dedupes their decisions), as a worker's stages meet only on the by-group topic. So a
+replay can run them side by side: while the child runs the account stage on one chunk, this process
+decodes the next and runs the group stage on the observations of the one before. Each decision
+carries the index of the observation its event led to, so they are put back in event order and pass
+the same ledger: the output is ``Detector``'s, decision for decision, in the same order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import queue
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Iterable, Iterator
+from multiprocessing.connection import Connection
+from typing import Any
+
+import msgspec
+
+from detectors.config import DetectorConfig
+from detectors.events import Event, Reject
+from detectors.pipeline import AccountStage, GroupStage, Observation, publish
+from detectors.policy import Decision, DecisionLedger, Policy
+
+IN_FLIGHT = 2  # chunks handed to the child and not yet back: one in its hands, one waiting
+
+
+class AccountBatch(msgspec.Struct, array_like=True, gc=False):
+    """What the account stage made of one chunk of events.
+
+    ``at[i]`` is the index in ``observations`` of the observation that the event behind
+    ``decisions[i]`` led to: its account decisions come before that observation's group decisions.
+    """
+
+    observations: list[Observation]
+    decisions: list[Decision]
+    at: list[int]
+    rejects: list[Reject]
+    error: str = ""
+
+
+def account_batch(stage: AccountStage, events: Iterable[Event]) -> AccountBatch:
+    """One chunk through the account stage, each decision tagged with its place among the observations.
+
+    >>> from detectors.config import DetectorConfig
+    >>> cfg = DetectorConfig()
+    >>> stage = AccountStage(cfg, Policy(cfg.policy))
+    >>> evs = [Event(event_id=f"e{i}", ts=1000.0 + i / 20, account_id="old", ip="198.51.100.7",
+    ...              account_created_ts=0.0) for i in range(200)]
+    >>> b = account_batch(stage, [Event(event_id="q", ts=1.0, account_id="other", ip="192.0.2.1")] + evs)
+    >>> len(b.observations), [(d.reason, b.observations[i].ts == d.ts) for d, i in zip(b.decisions, b.at)]
+    (201, [('account_burst_extreme', True)])
+    """
+    obs: list[Observation] = []
+    decisions: list[Decision] = []
+    at: list[int] = []
+    rejects: list[Reject] = []
+    one = stage.process_one
+    for ev in events:
+        n = len(decisions)
+        o = one(ev, decisions, rejects)
+        if len(decisions) > n:
+            at.extend([len(obs)] * (len(decisions) - n))
+        if o is not None:
+            obs.append(o)
+    return AccountBatch(obs, decisions, at, rejects)
+
+
+def run_account_stage(conn: Connection, cfg: DetectorConfig) -> None:
+    """The child process: msgpack chunks of events in, ``AccountBatch`` out, until an empty message."""
+    stage = AccountStage(cfg, Policy(cfg.policy, version=cfg.version))
+    decode = msgspec.msgpack.Decoder(list[Event]).decode
+    encode = msgspec.msgpack.Encoder().encode
+    try:
+        while payload := conn.recv_bytes():
+            try:
+                batch = account_batch(stage, decode(payload))
+            except Exception:  # noqa: BLE001 - said to the parent, which raises it as its own error
+                conn.send_bytes(encode(AccountBatch([], [], [], [], error=traceback.format_exc())))
+                return
+            conn.send_bytes(encode(batch))
+    except (EOFError, BrokenPipeError):
+        return  # the parent went away: nothing left to answer
+    finally:
+        conn.close()
+
+
+class SplitReplayError(RuntimeError):
+    """The account stage's process failed or died; the message says how."""
+
+
+class SplitDetector:
+    """``Detector`` over two processes, for replay: chunks of events in, (decisions, late rejects) out.
+
+    Use it as a context manager: it starts the child on entry and stops it on exit.
+    """
+
+    def __init__(self, cfg: DetectorConfig):
+        self.cfg = cfg
+        self.groups = GroupStage(cfg, Policy(cfg.policy, version=cfg.version))
+        self.published = DecisionLedger(cfg.policy.refresh_before_expiry_share)
+        self._encode = msgspec.msgpack.Encoder().encode
+        self._decode = msgspec.msgpack.Decoder(AccountBatch).decode
+        self._outbox: queue.Queue[bytes | None] = queue.Queue(maxsize=IN_FLIGHT)
+        self._send_error: BaseException | None = None
+        self._conn: Connection | None = None
+        self._child: Any = None
+        self._sender: threading.Thread | None = None
+
+    def __enter__(self) -> SplitDetector:
+        # fork: the child starts with the detector's modules already imported (River alone takes
+        # seconds to import); it runs only this module's pure-Python loop, so no lock of another
+        # thread matters to it.
+        ctx = multiprocessing.get_context("fork")
+        here, there = ctx.Pipe(duplex=True)
+        self._child = ctx.Process(target=run_account_stage, args=(there, self.cfg), daemon=True,
+                                  name="ratehound-replay-accounts")
+        self._child.start()
+        there.close()
+        self._conn = here
+        # A sending thread: a chunk (about a megabyte) goes out while this thread reads the child's
+        # answer for the chunk before; both in one thread would wait on each other's full pipe.
+        self._sender = threading.Thread(target=self._send_loop, daemon=True, name="ratehound-replay-send")
+        self._sender.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        # Ask the child to stop, reading what it still sends meanwhile (a consumer that stopped early
+        # leaves answers in flight, and a child blocked on a full pipe would never read the request).
+        if self._child is not None and self._conn is not None:
+            asked = False
+            deadline = time.monotonic() + 10.0
+            while self._child.is_alive() and time.monotonic() < deadline:
+                if not asked:
+                    try:
+                        self._outbox.put_nowait(None)
+                        asked = True
+                    except queue.Full:
+                        pass
+                try:
+                    if self._conn.poll(0.05):
+                        self._conn.recv_bytes()
+                except (EOFError, OSError):
+                    break
+            self._child.join(timeout=1.0)
+            if self._child.is_alive():
+                self._child.terminate()
+                self._child.join()
+        if self._sender is not None:
+            with contextlib.suppress(queue.Full):
+                self._outbox.put_nowait(None)  # a sender still waiting for work: done
+            self._sender.join(timeout=1.0)
+        if self._conn is not None:
+            self._conn.close()
+
+    @property
+    def child_pid(self) -> int | None:
+        """The account stage's process, once started."""
+        return self._child.pid if self._child is not None else None
+
+    def process_chunks(self, chunks: Iterable[list[Event]]) -> Iterator[tuple[list[Decision], list[Reject]]]:
+        """Each chunk's published decisions and late rejects, in chunk order."""
+        waiting: deque[int] = deque()
+        for events in chunks:
+            self._put(self._encode(events))
+            waiting.append(len(events))
+            if len(waiting) >= IN_FLIGHT:
+                waiting.popleft()
+                yield self._collect()
+        while waiting:
+            waiting.popleft()
+            yield self._collect()
+
+    def _put(self, payload: bytes) -> None:
+        while True:
+            try:
+                self._outbox.put(payload, timeout=0.5)
+                return
+            except queue.Full:
+                if self._sender is None or not self._sender.is_alive() or not self._child.is_alive():
+                    raise SplitReplayError(self._ended()) from None
+
+    def _ended(self) -> str:
+        code = self._child.exitcode if self._child is not None else None
+        return (f"replay's account-stage process ended (exit code {code})"
+                + (f" after a send failed: {self._send_error!r}" if self._send_error else ""))
+
+    def _collect(self) -> tuple[list[Decision], list[Reject]]:
+        assert self._conn is not None, "use SplitDetector as a context manager"
+        try:
+            batch = self._decode(self._conn.recv_bytes())
+        except EOFError:
+            raise SplitReplayError(self._ended()) from None
+        if batch.error:
+            raise SplitReplayError(f"replay's account stage failed:\n{batch.error}")
+        decisions: list[Decision] = []
+        own, at = batch.decisions, batch.at
+        i, n = 0, len(own)
+        group_one = self.groups.process_one
+        for j, o in enumerate(batch.observations):
+            while i < n and at[i] == j:
+                decisions.append(own[i])
+                i += 1
+            group_one(o, decisions)
+        decisions.extend(own[i:])
+        return publish(self.published, decisions), batch.rejects
+
+    def _send_loop(self) -> None:
+        assert self._conn is not None
+        while True:
+            payload = self._outbox.get()
+            try:
+                self._conn.send_bytes(payload or b"")
+            except (OSError, ValueError) as exc:  # the child died: _collect reports it
+                self._send_error = exc
+                return
+            if payload is None:
+                return

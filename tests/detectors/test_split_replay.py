@@ -1,0 +1,88 @@
+"""Tests for detectors/split_replay.py: replay on two processes says exactly what one process says."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+import traffic
+from detectors.config import DetectorConfig
+from detectors.pipeline import AccountStage
+from detectors.policy import encode_decision
+from detectors.replay import ReplayStats, decoded_chunks, replay
+from detectors.split_replay import SplitDetector, SplitReplayError
+from traffic.files import write_events
+
+
+@pytest.fixture(scope="module")
+def attack_file(tmp_path_factory) -> Path:
+    """Fifteen minutes of mixed traffic with every attack, as one file, with a few bad and late lines."""
+    sim = traffic.generate("mixed", seed=11, duration_s=900, scale=0.05, attack_scale=0.1)
+    events = list(sim.events())
+    path = tmp_path_factory.mktemp("split") / "events.jsonl"
+    write_events(events, str(path))
+    lines = path.read_bytes().splitlines()
+    late = dict(events[len(events) // 2], event_id="late-one", ts=events[0]["ts"] - 7200.0)
+    write_events([late], str(path.with_suffix(".late")))
+    lines[len(lines) * 3 // 4:len(lines) * 3 // 4] = [b"not json", b'{"event_id": 7}',
+                                                      path.with_suffix(".late").read_bytes().strip()]
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return path
+
+
+def run(path: Path, processes: int) -> tuple[list[bytes], ReplayStats]:
+    stats = ReplayStats()
+    return [encode_decision(d) for d in replay(path, DetectorConfig(), stats, processes=processes)], stats
+
+
+def test_two_processes_decide_exactly_as_one(attack_file):
+    one, one_stats = run(attack_file, 1)
+    two, two_stats = run(attack_file, 2)
+    reasons = {d.split(b'"reason":"')[1].split(b'"')[0] for d in one}
+    assert len(reasons) >= 4, reasons  # account and group rules both decided something
+    assert two == one  # the same decisions, byte for byte, in the same order
+    assert vars(two_stats) == vars(one_stats)
+    assert one_stats.rejects.get("late") == 1 and one_stats.rejects.get("not_json") == 1
+
+
+def test_a_failing_account_stage_is_an_error_not_a_gap(attack_file, monkeypatch):
+    real = AccountStage.process_one
+
+    def failing(self, ev, decisions, rejects):
+        if ev.event_id == "late-one":
+            raise ZeroDivisionError("planted in the account stage")
+        return real(self, ev, decisions, rejects)
+
+    monkeypatch.setattr(AccountStage, "process_one", failing)  # the forked child inherits it
+    with pytest.raises(SplitReplayError, match="planted in the account stage"):
+        run(attack_file, 2)
+    assert not multiprocessing.active_children()
+
+
+def test_a_killed_account_process_is_reported(attack_file):
+    cfg = DetectorConfig()
+    with pytest.raises(SplitReplayError, match="ended"), SplitDetector(cfg) as split:
+        assert split.child_pid is not None
+        os.kill(split.child_pid, signal.SIGKILL)
+        for _ in split.process_chunks(decoded_chunks(attack_file, cfg, ReplayStats())):
+            pass
+    assert not multiprocessing.active_children()
+
+
+def test_a_consumer_that_stops_early_stops_the_child(attack_file):
+    decisions = replay(attack_file, DetectorConfig(), processes=2)
+    assert next(decisions) is not None
+    t = time.monotonic()
+    decisions.close()
+    assert time.monotonic() - t < 5.0
+    assert not multiprocessing.active_children()
+
+
+def test_only_one_or_two_processes(attack_file):
+    with pytest.raises(ValueError, match="1 or 2"):
+        next(replay(attack_file, DetectorConfig(), processes=3))
