@@ -9,9 +9,10 @@ more than a day ahead of it is rejected as ``future_ts``; lateness applies as li
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import math
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -96,7 +97,7 @@ def decoded_chunks(path: str | Path, cfg: DetectorConfig, stats: ReplayStats) ->
 
 
 def replay(path: str | Path, cfg: DetectorConfig, stats: ReplayStats | None = None,
-           processes: int = 1) -> Iterator[Decision]:
+           processes: int = 1) -> Generator[Decision, None, None]:
     """Decisions for a traffic file, in event-time order of their triggering events.
 
     ``processes=2`` runs the account stage in a second process (``SplitDetector``): the same
@@ -125,7 +126,8 @@ def replay_to_file(path: str | Path, cfg: DetectorConfig, out: IO[bytes],
                    stats: ReplayStats | None = None, processes: int = 1) -> list[Decision]:
     """Replay ``path`` and write its decisions to ``out`` as JSON Lines; returns them too."""
     decisions = []
-    for d in replay(path, cfg, stats, processes):
-        out.write(encode_decision(d) + b"\n")
-        decisions.append(d)
+    with contextlib.closing(replay(path, cfg, stats, processes)) as found:  # a failed write stops the child too
+        for d in found:
+            out.write(encode_decision(d) + b"\n")
+            decisions.append(d)
     return decisions

@@ -88,6 +88,12 @@ def cmd_replay(a: argparse.Namespace) -> None:
     out = sys.stdout.buffer if a.out == "-" else open(a.out, "wb")  # noqa: SIM115
     try:
         replay_to_file(a.events, cfg, out, stats, processes=a.processes)
+    except KeyboardInterrupt:
+        sys.exit(f"ratehound replay: interrupted after reading {stats.events:,} events "
+                 "(the decisions written so far are kept)")
+    except BrokenPipeError:  # `--out - | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
+        sys.exit(1)
     finally:
         if out is not sys.stdout.buffer:
             out.close()
