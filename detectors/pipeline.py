@@ -11,7 +11,11 @@ Two stages, because their state is keyed differently:
   says which group keys this instance holds, so a worker that owns some
   partitions evaluates just its share and the union is the single-process answer.
 
-``Detector`` chains both in one process (replay, tests, a one-worker setup).
+``PopulationStage`` holds the population model (a shared River HalfSpaceTrees): a worker's
+account stage runs one per account partition in line; replay's ``Detector`` runs one for all
+accounts as a stage of its own, fed the feature vectors the account stage leaves in ``to_score``.
+
+``Detector`` chains them in one process (replay, tests).
 """
 
 from __future__ import annotations
@@ -87,14 +91,18 @@ def split_keys(o: Observation, keys: list[str]) -> tuple[list[str], list[str]]:
 class AccountStage:
     """Per-account statistics and rules over events keyed by account."""
 
-    def __init__(self, cfg: DetectorConfig, policy: Policy):
+    def __init__(self, cfg: DetectorConfig, policy: Policy, score_population: bool = True):
+        """``score_population`` False: the accounts' feature vectors are left in ``to_score`` for a
+        ``PopulationStage`` of the caller's, rather than scored here (replay, which has one model for all)."""
         self.cfg = cfg
         self.policy = policy
         self.accounts = AccountTracker(cfg.account)
         self.netkeys = NetworkKeys(cfg.network.ipv4_prefix, cfg.network.ipv6_prefix, cfg.network.ip_cache_size)
         self._ip_cache = self.netkeys.cache
         self.recent = RecentIds(cfg.event_time.dedupe_ids)
-        self.population = PopulationModel(cfg.population) if cfg.population.enabled else None
+        self.scores = cfg.population.enabled
+        self.population = PopulationStage(cfg, policy) if score_population else None
+        self.to_score: list[tuple[str, float, dict[str, float]]] = []
         self.start_ts: float | None = None  # when this detector began watching (event time)
         self.now = -math.inf  # detector event time: the latest accepted ts
         self.duplicates = 0
@@ -191,16 +199,14 @@ class AccountStage:
                     decisions.append(d)
             self._flag(s, "proxy_harvester", ts)
 
-        if self.population is not None and ts - s.scored_ts >= self.cfg.population.score_every_s and s.n >= 3:
+        if self.scores and ts - s.scored_ts >= self.cfg.population.score_every_s and s.n >= 3:
             s.scored_ts = ts
             x = features(rs, s.rate_mid(), s.baseline(ts - self.start_ts), harvest_ratio, s.switch_share(),
                          s.timing_cv(), age)
-            score = self.population.score_then_learn(x)
-            if score >= self.cfg.population.review_score and pending("account", acct, "population_outlier", ts):
-                d = decide("account", acct, "population_outlier", ts, score,
-                           {k: round(v, 3) for k, v in x.items()})
-                if d is not None:
-                    decisions.append(d)
+            if self.population is not None:
+                self.population.process_one(acct, ts, x, decisions)
+            else:
+                self.to_score.append((acct, ts, x))
 
         # Awakened: an old account whose 10 s rate jumped far above its own credible baseline. It stays
         # awakened (and its baseline frozen) for a while, so the network has time to count its peers.
@@ -230,6 +236,9 @@ class AccountStage:
         self.netkeys.cache_size = cfg.network.ip_cache_size
         self.cfg = cfg
         self.accounts.cfg = cfg.account
+        self.scores = cfg.population.enabled
+        if self.population is not None:
+            self.population.reconfigure(cfg)
         self.policy.reconfigure(cfg.policy, cfg.version)
 
     def _flag(self, s: Any, rule: str, ts: float) -> None:
@@ -241,6 +250,43 @@ class AccountStage:
         self.accounts.expire(now)
         self.policy.expire(now)
         self._next_expiry = now + 60.0
+
+
+class PopulationStage:
+    """The shared population model as a stage: accounts' feature vectors in event order, each scored
+    and learnt, an outlier a ``population_outlier`` finding.
+
+    >>> from detectors.config import DetectorConfig, PopulationConfig
+    >>> cfg = DetectorConfig(population=PopulationConfig(warmup_samples=50, window_size=50))
+    >>> stage, decisions = PopulationStage(cfg, Policy(cfg.policy)), []
+    >>> for i in range(200):
+    ...     stage.process_one(f"a{i}", float(i), features(0.1, 0.1, 0.1, 0.5, 0.0, 1.0, 1e7), decisions)
+    >>> stage.process_one("odd", 200.0, features(30.0, 20.0, 0.01, 20.0, 1.0, 0.0, 100.0), decisions)
+    >>> [(d.key, d.reason, d.action) for d in decisions]
+    [('odd', 'population_outlier', 'review')]
+    """
+
+    def __init__(self, cfg: DetectorConfig, policy: Policy):
+        self.cfg = cfg
+        self.policy = policy
+        self.model = PopulationModel(cfg.population)
+        self._next_expiry = -math.inf
+
+    def process_one(self, account: str, ts: float, x: dict[str, float], decisions: list[Decision]) -> None:
+        if ts >= self._next_expiry:  # a policy of its own (replay) expires here; a shared one, twice: harmless
+            self.policy.expire(ts)
+            self._next_expiry = ts + 60.0
+        score = self.model.score_then_learn(x)
+        if score >= self.cfg.population.review_score and self.policy.pending(
+                "account", account, "population_outlier", ts):
+            d = self.policy.decide("account", account, "population_outlier", ts, score,
+                                   {k: round(v, 3) for k, v in x.items()})
+            if d is not None:
+                decisions.append(d)
+
+    def reconfigure(self, cfg: DetectorConfig) -> None:
+        self.cfg = cfg
+        self.policy.reconfigure(cfg.policy, cfg.version)
 
 
 class GroupStage:
@@ -385,8 +431,10 @@ class GroupStage:
 class Detector:
     """Both stages in one process: ``process(events)`` returns decisions and rejections.
 
-    Each stage has its own policy and the decisions of both pass one ledger of what is published, as
-    in a worker, whose stages run apart: replay says what the workers would say.
+    Each stage has its own policy and the decisions of all pass one ledger of what is published, as
+    in a worker, whose stages run apart: replay says what the workers would say. The population
+    model is one for all accounts, scored in event order between an event's account rules and its
+    group rules.
 
     >>> from detectors.config import ClusterConfig, DetectorConfig
     >>> det = Detector(DetectorConfig())
@@ -402,17 +450,23 @@ class Detector:
 
     def __init__(self, cfg: DetectorConfig):
         self.cfg = cfg
-        self.accounts = AccountStage(cfg, Policy(cfg.policy, version=cfg.version))
+        self.accounts = AccountStage(cfg, Policy(cfg.policy, version=cfg.version), score_population=False)
+        self.population = PopulationStage(cfg, Policy(cfg.policy, version=cfg.version))
         self.groups = GroupStage(cfg, Policy(cfg.policy, version=cfg.version))
         self.published = DecisionLedger(cfg.policy.refresh_before_expiry_share)
 
     def process(self, events: Iterable[Event]) -> tuple[list[Decision], list[Reject]]:
-        # Event by event through both stages, so what one stage decides never depends on batch size.
+        # Event by event through the stages, so what one stage decides never depends on batch size.
         decisions: list[Decision] = []
         rejects: list[Reject] = []
         account_one, group_one = self.accounts.process_one, self.groups.process_one
+        population_one, to_score = self.population.process_one, self.accounts.to_score
         for ev in events:
             o = account_one(ev, decisions, rejects)
+            if to_score:
+                for account, ts, x in to_score:
+                    population_one(account, ts, x, decisions)
+                to_score.clear()
             if o is not None:
                 group_one(o, decisions)
         return self.publish(decisions), rejects

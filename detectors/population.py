@@ -29,13 +29,16 @@ def _unit(x: float) -> float:
     return x if 0.0 <= x <= 1.0 else (1.0 if x > 1.0 else 0.0)  # NaN fails both tests: 0
 
 
+FEATURES = ("rate_short", "rate_mid", "rate_vs_baseline", "harvest", "switch_share", "timing_cv", "age")
+
+
 def features(rate_short: float, rate_mid: float, baseline: float, harvest: float, switch_share: float,
              timing_cv: float, age_s: float) -> dict[str, float]:
     """An account's state as a point in the unit cube.
 
     >>> f = features(1.0, 0.5, 0.1, 2.0, 0.0, 0.3, 86400.0)
-    >>> all(0.0 <= v <= 1.0 for v in f.values())
-    True
+    >>> all(0.0 <= v <= 1.0 for v in f.values()), tuple(f) == FEATURES
+    (True, True)
     """
     return {
         "rate_short": _unit_log(rate_short, -3.0, 2.0),

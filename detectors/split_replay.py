@@ -3,9 +3,10 @@
 ``Detector``'s stages share nothing but observations (each has its own policy, and one ledger of what
 is published dedupes their decisions), as a worker's stages meet only on the by-group topic. So a
 replay can run them side by side: while the child runs the account stage on one chunk, this process
-decodes the next and runs the group stage on the observations of the one before. Each decision
-carries the index of the observation its event led to, so they are put back in event order and pass
-the same ledger: the output is ``Detector``'s, decision for decision, in the same order.
+decodes the next and runs the population and group stages on what the child returned for the one
+before (the population model here: it evens the two processes' work). Each decision and feature
+vector carries the index of the observation its event led to, so all are put back in event order and
+pass the same ledger: the output is ``Detector``'s, decision for decision, in the same order.
 """
 
 from __future__ import annotations
@@ -25,22 +26,34 @@ import msgspec
 
 from detectors.config import DetectorConfig
 from detectors.events import Event, Reject
-from detectors.pipeline import AccountStage, GroupStage, Observation, publish
+from detectors.pipeline import AccountStage, GroupStage, Observation, PopulationStage, publish
 from detectors.policy import Decision, DecisionLedger, Policy
+from detectors.population import FEATURES
 
 IN_FLIGHT = 2  # chunks handed to the child and not yet back: one in its hands, one waiting
+
+
+class ToScore(msgspec.Struct, array_like=True, gc=False):
+    """An account's feature vector for the population stage, with the index of its event's observation."""
+
+    at: int
+    account: str
+    ts: float
+    x: list[float]  # the values of ``features``, in FEATURES order
 
 
 class AccountBatch(msgspec.Struct, array_like=True, gc=False):
     """What the account stage made of one chunk of events.
 
     ``at[i]`` is the index in ``observations`` of the observation that the event behind
-    ``decisions[i]`` led to: its account decisions come before that observation's group decisions.
+    ``decisions[i]`` led to: its account decisions come first, then its population score, then that
+    observation's group decisions.
     """
 
     observations: list[Observation]
     decisions: list[Decision]
     at: list[int]
+    to_score: list[ToScore]
     rejects: list[Reject]
     error: str = ""
 
@@ -50,7 +63,7 @@ def account_batch(stage: AccountStage, events: Iterable[Event]) -> AccountBatch:
 
     >>> from detectors.config import DetectorConfig
     >>> cfg = DetectorConfig()
-    >>> stage = AccountStage(cfg, Policy(cfg.policy))
+    >>> stage = AccountStage(cfg, Policy(cfg.policy), score_population=False)
     >>> evs = [Event(event_id=f"e{i}", ts=1000.0 + i / 20, account_id="old", ip="198.51.100.7",
     ...              account_created_ts=0.0) for i in range(200)]
     >>> b = account_batch(stage, [Event(event_id="q", ts=1.0, account_id="other", ip="192.0.2.1")] + evs)
@@ -60,16 +73,20 @@ def account_batch(stage: AccountStage, events: Iterable[Event]) -> AccountBatch:
     obs: list[Observation] = []
     decisions: list[Decision] = []
     at: list[int] = []
+    to_score: list[ToScore] = []
     rejects: list[Reject] = []
-    one = stage.process_one
+    one, pending = stage.process_one, stage.to_score
     for ev in events:
         n = len(decisions)
         o = one(ev, decisions, rejects)
         if len(decisions) > n:
             at.extend([len(obs)] * (len(decisions) - n))
+        if pending:
+            to_score.extend(ToScore(len(obs), a, ts, list(x.values())) for a, ts, x in pending)
+            pending.clear()
         if o is not None:
             obs.append(o)
-    return AccountBatch(obs, decisions, at, rejects)
+    return AccountBatch(obs, decisions, at, to_score, rejects)
 
 
 def run_account_stage(conn: Connection, cfg: DetectorConfig) -> None:
@@ -77,7 +94,7 @@ def run_account_stage(conn: Connection, cfg: DetectorConfig) -> None:
     # A Ctrl-C reaches every process of the terminal's group: the parent is the one to act on it
     # (it stops this process on its way out), so the child carries on rather than dying mid-chunk.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    stage = AccountStage(cfg, Policy(cfg.policy, version=cfg.version))
+    stage = AccountStage(cfg, Policy(cfg.policy, version=cfg.version), score_population=False)
     rows = msgspec.msgpack.Decoder(list[tuple]).decode
     encode = msgspec.msgpack.Encoder().encode
     try:
@@ -85,7 +102,7 @@ def run_account_stage(conn: Connection, cfg: DetectorConfig) -> None:
             try:
                 batch = account_batch(stage, [Event(*row) for row in rows(payload)])
             except Exception:  # noqa: BLE001 - said to the parent, which raises it as its own error
-                conn.send_bytes(encode(AccountBatch([], [], [], [], error=traceback.format_exc())))
+                conn.send_bytes(encode(AccountBatch([], [], [], [], [], error=traceback.format_exc())))
                 return
             conn.send_bytes(encode(batch))
     except (EOFError, BrokenPipeError):
@@ -106,6 +123,7 @@ class SplitDetector:
 
     def __init__(self, cfg: DetectorConfig):
         self.cfg = cfg
+        self.population = PopulationStage(cfg, Policy(cfg.policy, version=cfg.version))
         self.groups = GroupStage(cfg, Policy(cfg.policy, version=cfg.version))
         self.published = DecisionLedger(cfg.policy.refresh_before_expiry_share)
         self._encode = msgspec.msgpack.Encoder().encode
@@ -205,13 +223,18 @@ class SplitDetector:
         if batch.error:
             raise SplitReplayError(f"replay's account stage failed:\n{batch.error}")
         decisions: list[Decision] = []
-        own, at = batch.decisions, batch.at
+        own, at, to_score = batch.decisions, batch.at, batch.to_score
         i, n = 0, len(own)
-        group_one = self.groups.process_one
+        k, m = 0, len(to_score)
+        group_one, population_one = self.groups.process_one, self.population.process_one
         for j, o in enumerate(batch.observations):
             while i < n and at[i] == j:
                 decisions.append(own[i])
                 i += 1
+            while k < m and to_score[k].at == j:
+                t = to_score[k]
+                population_one(t.account, t.ts, dict(zip(FEATURES, t.x, strict=True)), decisions)
+                k += 1
             group_one(o, decisions)
         decisions.extend(own[i:])
         return publish(self.published, decisions), batch.rejects

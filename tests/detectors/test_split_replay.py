@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 import traffic
-from detectors.config import DetectorConfig
-from detectors.pipeline import AccountStage
+from detectors.config import DetectorConfig, PopulationConfig
+from detectors.pipeline import AccountStage, Detector
 from detectors.policy import encode_decision
 from detectors.replay import ReplayStats, decoded_chunks, replay
 from detectors.split_replay import SplitDetector, SplitReplayError
@@ -35,16 +35,24 @@ def attack_file(tmp_path_factory) -> Path:
     return path
 
 
-def run(path: Path, processes: int) -> tuple[list[bytes], ReplayStats]:
+def run(path: Path, processes: int, cfg: DetectorConfig | None = None) -> tuple[list[bytes], ReplayStats]:
     stats = ReplayStats()
-    return [encode_decision(d) for d in replay(path, DetectorConfig(), stats, processes=processes)], stats
+    found = replay(path, cfg or DetectorConfig(), stats, processes=processes)
+    return [encode_decision(d) for d in found], stats
 
 
-def test_two_processes_decide_exactly_as_one(attack_file):
-    one, one_stats = run(attack_file, 1)
-    two, two_stats = run(attack_file, 2)
+# The shipped population model warms up on 2,000 accounts: too many for a short file to see it decide.
+EAGER_POPULATION = DetectorConfig(population=PopulationConfig(warmup_samples=100, review_score=0.9))
+
+
+@pytest.mark.parametrize("cfg", [DetectorConfig(), EAGER_POPULATION], ids=["shipped", "eager-population"])
+def test_two_processes_decide_exactly_as_one(attack_file, cfg):
+    one, one_stats = run(attack_file, 1, cfg)
+    two, two_stats = run(attack_file, 2, cfg)
     reasons = {d.split(b'"reason":"')[1].split(b'"')[0] for d in one}
     assert len(reasons) >= 4, reasons  # account and group rules both decided something
+    if cfg is EAGER_POPULATION:
+        assert b"population_outlier" in reasons
     assert two == one  # the same decisions, byte for byte, in the same order
     assert vars(two_stats) == vars(one_stats)
     assert one_stats.rejects.get("late") == 1 and one_stats.rejects.get("not_json") == 1
@@ -86,3 +94,20 @@ def test_a_consumer_that_stops_early_stops_the_child(attack_file):
 def test_only_one_or_two_processes(attack_file):
     with pytest.raises(ValueError, match="1 or 2"):
         next(replay(attack_file, DetectorConfig(), processes=3))
+
+
+def test_the_population_model_learns_every_account_in_the_same_order(attack_file):
+    cfg = EAGER_POPULATION
+    det = Detector(cfg)
+    for events in decoded_chunks(attack_file, cfg, ReplayStats()):
+        det.process(events)
+    with SplitDetector(cfg) as split:
+        for _ in split.process_chunks(decoded_chunks(attack_file, cfg, ReplayStats())):
+            pass
+    one, two = det.population.model, split.population.model
+    assert one.learnt > 500 and two.learnt == one.learnt
+
+    def masses(m):
+        return [[(n.l_mass, n.r_mass) for n in t.iter_dfs()] for t in m.model.trees]
+
+    assert masses(two) == masses(one)
