@@ -100,7 +100,7 @@ class AccountStage:
         self.netkeys = NetworkKeys(cfg.network.ipv4_prefix, cfg.network.ipv6_prefix, cfg.network.ip_cache_size)
         self._ip_cache = self.netkeys.cache
         self.recent = RecentIds(cfg.event_time.dedupe_ids)
-        self.scores = cfg.population.enabled
+        self.scoring = cfg.population.enabled
         self.population = PopulationStage(cfg, policy) if score_population else None
         self.to_score: list[tuple[str, float, dict[str, float]]] = []
         self.start_ts: float | None = None  # when this detector began watching (event time)
@@ -199,7 +199,7 @@ class AccountStage:
                     decisions.append(d)
             self._flag(s, "proxy_harvester", ts)
 
-        if self.scores and ts - s.scored_ts >= self.cfg.population.score_every_s and s.n >= 3:
+        if self.scoring and ts - s.scored_ts >= self.cfg.population.score_every_s and s.n >= 3:
             s.scored_ts = ts
             x = features(rs, s.rate_mid(), s.baseline(ts - self.start_ts), harvest_ratio, s.switch_share(),
                          s.timing_cv(), age)
@@ -236,7 +236,7 @@ class AccountStage:
         self.netkeys.cache_size = cfg.network.ip_cache_size
         self.cfg = cfg
         self.accounts.cfg = cfg.account
-        self.scores = cfg.population.enabled
+        self.scoring = cfg.population.enabled
         if self.population is not None:
             self.population.reconfigure(cfg)
         self.policy.reconfigure(cfg.policy, cfg.version)

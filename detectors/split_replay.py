@@ -1,4 +1,4 @@
-"""The detector on two cores for replay: the account stage in a child process, the group stage here.
+"""The detector on two cores for replay: the account stage in a child process, the rest here.
 
 ``Detector``'s stages share nothing but observations (each has its own policy, and one ledger of what
 is published dedupes their decisions), as a worker's stages meet only on the by-group topic. So a
