@@ -27,7 +27,7 @@ from prometheus_client import generate_latest
 from detectors.clusters import cluster_keys
 from detectors.config import ConfigError, DetectorConfig
 from detectors.events import Event, EventDecoder, Reject, encode_event
-from detectors.pipeline import Observation, asn_key
+from detectors.pipeline import Observation, asn_key, publish
 from detectors.policy import Decision, DecisionLedger, encode_decision
 from stream import metrics
 from stream.ingest import RequestReader
@@ -454,7 +454,7 @@ class Worker:
     async def _publish(self, decisions: list[Decision]) -> None:
         # Stages of one worker decide independently (account rules, each group partition); publish
         # only what adds to what this worker already has in force.
-        decisions = [d for d in decisions if self.published.admit(d.scope, d.key, d.action, d.ts, d.ttl_s)]
+        decisions = publish(self.published, decisions)
         if not decisions:
             return
         for d in decisions:
