@@ -120,11 +120,10 @@ def test_sigkill_mid_stream_loses_and_duplicates_nothing(start_worker, redis_url
     print(f"\n{'one of two workers' if survivor else 'the worker'}: SIGKILL after {killed_at:.0f} of {EVENTS} events: restored {restored:.0f} accounts, skipped "
           f"{replayed:.0f} replayed input messages; lost {lost}, duplicated {duplicated}")
     assert restored > 0  # the crash really left state to restore
-    if not survivor:
-        # ...and input to re-read and skip. Taken over by a live worker, the dead one's input was often
-        # all committed up to its last snapshot (seen: 0 skipped in 3 of 4 runs, exact every time), so
-        # there the counts below are the test.
-        assert replayed > 0
+    # ``replayed`` (input re-read and skipped) is printed, not asserted: on the embedded broker a consumer
+    # resuming inside a record batch may be handed only the next batch, so the input the skip is for does
+    # not always arrive (seen: 0 skipped once in four restarted runs, and in 3 of 4 take-overs, exact every
+    # time). The skip itself is tested in-process (test_state.py); here the counts below are the test.
     assert set(counts) >= set(expected)
     assert lost == 0
     assert duplicated == 0
