@@ -191,7 +191,7 @@ class SplitDetector:
         astuple = msgspec.structs.astuple
         for events in chunks:
             # As rows, built back into events by position: the events were validated once, on decoding
-            # here, and a typed decode would check every field's constraints again on the busier side.
+            # here, and a typed decode in the child would check every field's constraints again.
             self._put(self._encode([astuple(e) for e in events]))
             in_flight += 1
             if in_flight == IN_FLIGHT:
