@@ -103,7 +103,8 @@ class AccountState:
         if dt > EPISODE_GAP_S or self.n == 0:
             v[_EPS] = ts
             self.ep_n = 0
-        self.ep_n += 1
+        if ts >= v[_EPS]:  # a late request from before the current episode is not part of it
+            self.ep_n += 1
         if dt > 0.0:
             exp = math.exp
             v[_SHORT] = v[_SHORT] * exp(-dt * _K_SHORT) + 1.0
@@ -127,14 +128,21 @@ class AccountState:
             v[_IAM] += 0.2 * d
             v[_IAV] = 0.8 * (v[_IAV] + 0.2 * d * d)
             v[_LAST] = ts
-        else:  # same instant or late: count it, decay nothing
-            v[_SHORT] += 1.0
-            v[_C10] += 1.0
-            v[_MID] += 1.0
-            v[_OUT] += out_tok
-            v[_IN] += in_tok
+        else:
+            # The same instant, or late: input partitions are read side by side but not in step, so
+            # an account's requests can arrive out of order. A late request adds what it would weigh
+            # now, had it come in time (exp(dt * k), dt <= 0), never a whole 1: the counts then do
+            # not depend on arrival order, where adding 1 let a catch-up read of one partition after
+            # another pile minutes of requests into the 2 s rate and fake a burst.
+            exp = math.exp
+            v[_SHORT] += exp(dt * _K_SHORT)
+            v[_C10] += exp(dt * _K_10)
+            v[_MID] += exp(dt * _K_MID)
+            f_tok = exp(dt * _K_TOK)
+            v[_OUT] += out_tok * f_tok
+            v[_IN] += in_tok * f_tok
             if learn:
-                v[_LONG] += 1.0
+                v[_LONG] += exp(dt * _K_LONG)
         if self.n and net != self.last_net:
             self.switches += 1
         self.nets |= 1 << (net & 63)

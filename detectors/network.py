@@ -142,18 +142,23 @@ class NetworkTracker:
             s.out_tok = s.out_tok * f_hour + out_tok
             s.in_tok = s.in_tok * f_hour + in_tok
             s.last_ts = ts
+            w_min = w_hour = 1.0
         else:
-            s.c_min += 1.0
-            s.c_hour += 1.0
-            s.out_tok += out_tok
-            s.in_tok += in_tok
+            # Late (observations from several account partitions arrive out of step): it weighs what it
+            # would weigh now, had it come in time, as in AccountState.update.
+            w_min = math.exp(dt * _K_MIN)
+            w_hour = math.exp(dt * _K_HOUR)
+            s.c_min += w_min
+            s.c_hour += w_hour
+            s.out_tok += out_tok * w_hour
+            s.in_tok += in_tok * w_hour
         if flagged:
-            s.c_flagged += 1.0
+            s.c_flagged += w_min
         cap = self.max_accounts_per_network
         if young:
-            s.young_hour += 1.0
+            s.young_hour += w_hour
             if harvest:
-                s.young_harvest_hour += 1.0
+                s.young_harvest_hour += w_hour
             if account in s.young or len(s.young) < cap:
                 s.young[account] = ts
         accounts = s.accounts

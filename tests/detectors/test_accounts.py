@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from detectors.accounts import H_10, H_LONG, H_MID, H_SHORT, AccountState, AccountTracker
+from detectors.accounts import H_10, H_LONG, H_MID, H_SHORT, H_TOKENS, AccountState, AccountTracker
 from detectors.config import AccountConfig
 from detectors.rates import LN2
 
@@ -74,19 +74,51 @@ def test_counts_decay_with_their_half_lives():
     assert s.c_long == pytest.approx(0.5 ** (60 / H_LONG) + 1)
 
 
-def test_late_event_counts_but_decays_nothing_and_keeps_last_ts():
+def test_late_event_adds_what_it_would_weigh_now_and_keeps_last_ts():
     s = AccountState(first_ts=0.0, created=None)
     steady(s, 0.0, 1.0, 30.0)
     snap = (s.c_short, s.c_10, s.c_mid, s.c_long, s.out_tok, s.in_tok, s.last_ts, s.ia_mean, s.ia_var)
     s.update(5.0, net=1, out_tok=7, in_tok=3, learn=True)  # 24 s late
-    assert s.c_short == pytest.approx(snap[0] + 1)
-    assert s.c_10 == pytest.approx(snap[1] + 1)
-    assert s.c_mid == pytest.approx(snap[2] + 1)
-    assert s.c_long == pytest.approx(snap[3] + 1)
-    assert s.out_tok == pytest.approx(snap[4] + 7)
-    assert s.in_tok == pytest.approx(snap[5] + 3)
+    assert s.c_short == pytest.approx(snap[0] + 0.5 ** (24 / H_SHORT))
+    assert s.c_10 == pytest.approx(snap[1] + 0.5 ** (24 / H_10))
+    assert s.c_mid == pytest.approx(snap[2] + 0.5 ** (24 / H_MID))
+    assert s.c_long == pytest.approx(snap[3] + 0.5 ** (24 / H_LONG))
+    assert s.out_tok == pytest.approx(snap[4] + 7 * 0.5 ** (24 / H_TOKENS))
+    assert s.in_tok == pytest.approx(snap[5] + 3 * 0.5 ** (24 / H_TOKENS))
     assert s.last_ts == snap[6]
     assert (s.ia_mean, s.ia_var) == (snap[7], snap[8])  # timing is learnt from in-order events only
+
+
+def test_a_late_minute_read_after_the_next_one_does_not_fake_a_burst():
+    # Two input partitions read out of step: a minute of an account's requests (1/s) arrives after
+    # the next minute's. Adding each late request whole put ~60 requests into the 2 s count (a
+    # 20/s "burst" from a 1/s account); weighted by its age, the count is what in-order arrival gives.
+    in_order, out_of_step = AccountState(0.0, None), AccountState(60.0, None)
+    for t in range(120):
+        in_order.update(float(t), net=1, out_tok=0, in_tok=0, learn=True)
+    for t in list(range(60, 120)) + list(range(60)):
+        out_of_step.update(float(t), net=1, out_tok=0, in_tok=0, learn=True)
+    assert out_of_step.rate_short() == pytest.approx(in_order.rate_short())
+    assert out_of_step.rate_10() == pytest.approx(in_order.rate_10())
+    assert out_of_step.rate_short() < 1.5  # a 1/s account, read just after a request
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.floats(0.0, 3600.0), st.integers(0, 5000), st.integers(0, 5000)),
+                min_size=1, max_size=60),
+       st.randoms(use_true_random=False))
+def test_decayed_counts_do_not_depend_on_arrival_order(requests, rnd):
+    shuffled = list(requests)
+    rnd.shuffle(shuffled)
+    states = []
+    for order in (sorted(requests), shuffled):
+        s = AccountState(first_ts=order[0][0], created=None)
+        for ts, out_tok, in_tok in order:
+            s.update(ts, net=1, out_tok=out_tok, in_tok=in_tok, learn=True)
+        states.append(s)
+    a, b = states
+    for name in ("c_short", "c_10", "c_mid", "c_long", "out_tok", "in_tok", "last_ts"):
+        assert getattr(b, name) == pytest.approx(getattr(a, name), rel=1e-9, abs=1e-9), name
 
 
 def test_same_instant_events_count_without_decay():

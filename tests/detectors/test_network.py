@@ -6,7 +6,7 @@ import ipaddress
 import zlib
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from detectors.config import NetworkConfig
@@ -126,11 +126,33 @@ def test_young_accounts_leave_the_window():
     assert s.young_accounts(1000.0, 300.0) == 0
 
 
-def test_late_update_does_not_decay_or_move_time_back():
+def test_late_update_weighs_its_age_and_does_not_move_time_back():
     t = NetworkTracker(NetworkConfig())
     t.observe("n", "a", 100.0, young=False, flagged=False, out_tok=0, in_tok=0)
-    s = t.observe("n", "b", 50.0, young=False, flagged=False, out_tok=0, in_tok=0)
-    assert s.c_min == 2.0 and s.last_ts == 100.0
+    s = t.observe("n", "b", 40.0, young=True, flagged=True, out_tok=0, in_tok=0, harvest=True)
+    assert s.c_min == pytest.approx(1.5) and s.c_flagged == pytest.approx(0.5)  # a minute late: half
+    assert s.c_hour == pytest.approx(1 + 0.5 ** (60 / 3600)) and s.young_hour == pytest.approx(0.5 ** (60 / 3600))
+    assert s.young_harvest_share() == pytest.approx(1.0)
+    assert s.last_ts == 100.0
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.floats(0.0, 7200.0), st.booleans(), st.booleans(), st.integers(0, 5000)),
+                min_size=1, max_size=50),
+       st.randoms(use_true_random=False))
+def test_network_counts_do_not_depend_on_arrival_order(observations, rnd):
+    shuffled = list(observations)
+    rnd.shuffle(shuffled)
+    states = []
+    for order in (sorted(observations), shuffled):
+        t = NetworkTracker(NetworkConfig())
+        for i, (ts, young, flagged, tok) in enumerate(order):
+            s = t.observe("n", f"a{i}", ts, young=young, flagged=flagged, out_tok=tok, in_tok=tok // 3,
+                          harvest=young and tok > 2500)
+        states.append(s)
+    a, b = states
+    for name in ("c_min", "c_flagged", "c_hour", "young_hour", "young_harvest_hour", "out_tok", "in_tok", "last_ts"):
+        assert getattr(b, name) == pytest.approx(getattr(a, name), rel=1e-9, abs=1e-9), name
 
 
 def test_accounts_per_network_are_capped():
