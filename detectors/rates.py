@@ -50,8 +50,9 @@ def rate(count: float, half_life: float, observed_s: float | None = None) -> flo
 class AccountRates:
     """Request and token rates of one key over several windows, in event time.
 
-    Decays exponentially, so memory is constant per key and late events
-    count with their own timestamp.
+    Decays exponentially, so memory is constant per key, and a late event
+    counts with its own timestamp: it adds what it would weigh now had it come
+    in time, so the counts do not depend on arrival order.
 
     >>> r = AccountRates(half_lives=(10.0, 600.0))
     >>> for t in range(20):
@@ -71,8 +72,9 @@ class AccountRates:
     def update(self, ts: float, tokens: int = 0) -> None:
         dt = 0.0 if self.last_ts is None else ts - self.last_ts
         for i, h in enumerate(self.half_lives):
-            self.counts[i] = decay(self.counts[i], dt, h) + 1.0
-            self.tokens[i] = decay(self.tokens[i], dt, h) + tokens
+            w = 1.0 if dt >= 0.0 else math.exp(dt * LN2 / h)  # a late event weighs what it would now
+            self.counts[i] = decay(self.counts[i], dt, h) + w
+            self.tokens[i] = decay(self.tokens[i], dt, h) + tokens * w
         if self.last_ts is None or ts > self.last_ts:
             self.last_ts = ts
 

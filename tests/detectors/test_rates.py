@@ -102,17 +102,28 @@ def test_account_rates_tokens_and_last_ts():
     assert r.last_ts == 110.0
 
 
-def test_account_rates_late_event_counts_without_decay_or_moving_time_back():
+def test_account_rates_late_event_weighs_its_age_without_moving_time_back():
     r = AccountRates(half_lives=(10.0, 60.0))
     r.update(ts=100.0, tokens=10)
     r.update(ts=110.0, tokens=10)
-    before = list(r.counts)
-    r.update(ts=50.0, tokens=10)  # late
-    assert r.counts == pytest.approx([c + 1.0 for c in before])
+    before, tokens_before = list(r.counts), list(r.tokens)
+    r.update(ts=50.0, tokens=10)  # a minute late: 1/64 of a request on the 10 s window, 1/2 on the 60 s one
+    assert r.counts == pytest.approx([before[0] + 0.5 ** 6, before[1] + 0.5])
+    assert r.tokens == pytest.approx([tokens_before[0] + 10 * 0.5 ** 6, tokens_before[1] + 5.0])
     assert r.last_ts == 110.0
     # The next on-time event decays from 110, not from 50.
     r.update(ts=120.0)
-    assert r.counts[0] == pytest.approx((before[0] + 1.0) / 2 + 1.0)
+    assert r.counts[0] == pytest.approx((before[0] + 0.5 ** 6) / 2 + 1.0)
+
+
+def test_account_rates_do_not_depend_on_arrival_order():
+    in_order, reversed_ = AccountRates(half_lives=(2.0, 60.0)), AccountRates(half_lives=(2.0, 60.0))
+    times = [0.0, 1.5, 2.0, 7.25, 30.0, 31.0]
+    for t in times:
+        in_order.update(ts=t, tokens=3)
+    for t in reversed(times):
+        reversed_.update(ts=t, tokens=3)
+    assert reversed_.counts == pytest.approx(in_order.counts) and reversed_.tokens == pytest.approx(in_order.tokens)
 
 
 def test_account_rates_unknown_half_life_is_an_error():
