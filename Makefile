@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 EVAL ?= ../shared/eval
 SOAK_MINUTES ?= 10
+ARRIVAL ?= in-order
 export PYTHONDONTWRITEBYTECODE=1
 
 .PHONY: help install demo test test-fast lint bench eval soak clean
@@ -33,8 +34,8 @@ lint: $(STAMP)  ## ruff lint, mypy on detectors/
 	$(BIN)/ruff check stream detectors traffic tests
 	$(BIN)/mypy detectors
 
-eval: $(STAMP)  ## detection quality table: replay + scorer on the dev hour and simulated scenarios
-	$(BIN)/python -m stream.evaluate --eval-dir $(EVAL)
+eval: $(STAMP)  ## detection quality table: replay + scorer on the dev hour and simulated scenarios (ARRIVAL=out-of-step: as a worker reads them)
+	$(BIN)/python -m stream.evaluate --eval-dir $(EVAL) --arrival $(ARRIVAL)
 
 bench: $(STAMP)  ## throughput, latency, memory and recovery benchmark through the real broker
 	$(BIN)/python -m stream.bench

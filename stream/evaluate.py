@@ -3,7 +3,9 @@
 For each scenario: generate labelled traffic (cached under ``out/eval``), replay it
 through the detector, score the decisions with ``../shared/eval/score.py`` and do
 the same for the static-limit baseline. Prints a Markdown table and writes the
-full scores to ``out/eval/results.json``.
+full scores to ``out/eval/results.json``. With ``--arrival out-of-step`` the
+detector reads each file in the order a worker reads round-robin partitions
+(``traffic.arrival``), while the scorer still reads it in time order.
 """
 
 from __future__ import annotations
@@ -49,15 +51,37 @@ def _baseline(eval_dir: Path, events: Path, out: Path) -> Path:
     return dec
 
 
-def run_one(name: str, events: Path, labels: Path, eval_dir: Path, out: Path, config: str | None) -> dict:
+def _as_read(events: Path, out: Path) -> Path:
+    """The events file in the order a worker reads it (``traffic.arrival.out_of_step``), written once."""
+    import gzip
+
+    from traffic.arrival import out_of_step
+
+    path = out / (events.name.replace(".jsonl.gz", "") + ".out-of-step.jsonl.gz")
+    if not path.exists():
+        with gzip.open(events, "rb") as f:
+            lines = [line if line.endswith(b"\n") else line + b"\n" for line in f if line.strip()]
+        tmp = Path(str(path) + ".tmp.gz")
+        with gzip.open(tmp, "wb", compresslevel=3) as f:
+            f.writelines(out_of_step(lines))
+        tmp.rename(path)
+    return path
+
+
+def run_one(name: str, events: Path, labels: Path, eval_dir: Path, out: Path, config: str | None,
+            arrival: str = "in-order") -> dict:
+    """Replay ``events`` (read in their file's order, or ``out-of-step`` as a worker reads round-robin
+    partitions) and score the decisions; the scorer always reads the events in order."""
     from detectors.config import load_config
     from detectors.replay import ReplayStats, replay_to_file
 
-    dec = out / (events.name.replace(".jsonl.gz", "") + ".decisions.jsonl")
+    read = events if arrival == "in-order" else _as_read(events, out)
+    suffix = "" if arrival == "in-order" else f".{arrival}"
+    dec = out / (events.name.replace(".jsonl.gz", "") + f"{suffix}.decisions.jsonl")
     stats = ReplayStats()
     t = time.perf_counter()
     with open(dec, "wb") as f:
-        replay_to_file(events, load_config(config), f, stats)
+        replay_to_file(read, load_config(config), f, stats)
     elapsed = time.perf_counter() - t
     ours = score_file(eval_dir / "score.py", events, labels, dec)
     base = score_file(eval_dir / "score.py", events, labels, _baseline(eval_dir, events, out))
@@ -66,12 +90,13 @@ def run_one(name: str, events: Path, labels: Path, eval_dir: Path, out: Path, co
 
 
 def _job(args: tuple) -> dict:
-    name, seed, duration, scale, eval_dir, out, config = args
+    name, seed, duration, scale, eval_dir, out, config, arrival = args
     if name == "dev":
         events, labels = eval_dir / "dev" / "events.jsonl.gz", eval_dir / "dev" / "labels.json.gz"
     else:
         events, labels = _generate(name, seed, duration, scale, out)
-    return run_one(name if name == "dev" else f"{name} (seed {seed})", events, labels, eval_dir, out, config)
+    return run_one(name if name == "dev" else f"{name} (seed {seed})", events, labels, eval_dir, out, config,
+                   arrival)
 
 
 def _pct(x: float | None) -> str:
@@ -106,16 +131,20 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--scale", type=float, default=1.0)
     p.add_argument("--config", help="thresholds YAML")
     p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--arrival", choices=("in-order", "out-of-step"), default="in-order",
+                   help="replay events in time order, or as a worker reads four round-robin partitions")
     a = p.parse_args(argv)
     eval_dir, out = Path(a.eval_dir), Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     jobs = []
     if (eval_dir / "dev" / "events.jsonl.gz").exists():
-        jobs.append(("dev", 0, a.duration, a.scale, eval_dir, out, a.config))
-    jobs += [(n, seed, a.duration, a.scale, eval_dir, out, a.config) for n in a.scenarios for seed in a.seeds]
+        jobs.append(("dev", 0, a.duration, a.scale, eval_dir, out, a.config, a.arrival))
+    jobs += [(n, seed, a.duration, a.scale, eval_dir, out, a.config, a.arrival) for n in a.scenarios
+             for seed in a.seeds]
     with ProcessPoolExecutor(max_workers=a.jobs) as pool:
         results = list(pool.map(_job, jobs))
-    (out / "results.json").write_text(json.dumps(results, indent=1))
+    (out / ("results.json" if a.arrival == "in-order" else f"results.{a.arrival}.json")).write_text(
+        json.dumps(results, indent=1))
     print(table(results))
 
 

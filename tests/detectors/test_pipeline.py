@@ -14,6 +14,7 @@ from detectors.config import DetectorConfig, PolicyConfig, RuleConfig, parse_con
 from detectors.events import Event
 from detectors.pipeline import Detector, GroupStage, Observation, asn_key, group_keys
 from detectors.policy import Decision, Policy, encode_decision
+from traffic.arrival import out_of_step
 
 T0 = 1_790_000_000.0
 DAY = 86400.0
@@ -640,22 +641,6 @@ def test_partitioned_stages_decide_like_one_process():
     assert len(benign) <= 1, benign
 
 
-def _read_out_of_step(events: list[Event], partitions: int = 4, per_message: int = 1000,
-                      per_fetch: int = 6) -> list[Event]:
-    """The order a worker reads events in when gateways spread arrays of ``per_message`` events over
-    ``partitions`` round-robin and each fetch takes ``per_fetch`` messages of one partition: an account's
-    requests arrive minutes out of order."""
-    parts: list[list[list[Event]]] = [[] for _ in range(partitions)]
-    for n, i in enumerate(range(0, len(events), per_message)):
-        parts[n % partitions].append(events[i:i + per_message])
-    out: list[Event] = []
-    for f in range(0, max(len(p) for p in parts), per_fetch):
-        for p in parts:
-            for msg in p[f:f + per_fetch]:
-                out.extend(msg)
-    return out
-
-
 def test_input_partitions_read_out_of_step_decide_like_in_order():
     # A catch-up read of partitions one after another: adding each late request to the decayed counts
     # whole made honest accounts' 2 s and 10 s rates jump, and 33 honest accounts were blocked as
@@ -663,14 +648,14 @@ def test_input_partitions_read_out_of_step_decide_like_in_order():
     sim = traffic.generate("mixed", seed=11, duration_s=900.0)
     events = [msgspec.convert(e, Event) for e in sim.events()]
     labels = sim.labels()["accounts"]
-    shuffled = _read_out_of_step(events)
+    shuffled = out_of_step(events)  # four partitions, arrays of 1,000, six arrays a fetch
     assert shuffled != events and sorted(shuffled, key=lambda e: e.event_id) == sorted(events, key=lambda e: e.event_id)
     cfg = DetectorConfig()
     in_order, rejects = Detector(cfg).process(events)
-    out_of_step, late = Detector(cfg).process(shuffled)
+    as_read, late = Detector(cfg).process(shuffled)
     assert rejects == [] and late == []
     enforced_in_order = {k for k, a in _strongest(in_order).items() if a != "review"}
-    enforced_out_of_step = {k for k, a in _strongest(out_of_step).items() if a != "review"}
+    enforced_out_of_step = {k for k, a in _strongest(as_read).items() if a != "review"}
     added = [k for k in enforced_out_of_step - enforced_in_order if labels.get(k[1], {}).get("label") != "attack"]
     assert added == []
     assert len(enforced_in_order ^ enforced_out_of_step) <= max(2, len(enforced_in_order) // 100)
