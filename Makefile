@@ -31,17 +31,17 @@ test-fast: $(STAMP)  ## unit tests and doctests only
 	$(BIN)/python -m pytest -q -m 'not integration and not slow'
 
 lint: $(STAMP)  ## ruff lint, mypy on detectors/
-	$(BIN)/ruff check stream detectors traffic tests
+	$(BIN)/ruff check stream detectors backtest traffic lab tests
 	$(BIN)/mypy detectors
 
 eval: $(STAMP)  ## detection quality table: replay + scorer on the dev hour and simulated scenarios (ARRIVAL=out-of-step: as a worker reads them)
-	$(BIN)/python -m stream.evaluate --eval-dir $(EVAL) --arrival $(ARRIVAL)
+	$(BIN)/python -m lab.evaluate --eval-dir $(EVAL) --arrival $(ARRIVAL)
 
 bench: $(STAMP)  ## throughput, latency, memory and recovery benchmark through the real broker
-	$(BIN)/python -m stream.bench
+	$(BIN)/python -m lab.bench
 
 soak: $(STAMP)  ## one worker, steady load, churning keys for SOAK_MINUTES (10): RSS, lag, keys, probe latency, flat?
-	$(BIN)/python -m stream.soak --minutes $(SOAK_MINUTES)
+	$(BIN)/python -m lab.soak --minutes $(SOAK_MINUTES)
 
 clean:  ## remove the virtualenv, caches and generated files
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .mypy_cache out

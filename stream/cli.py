@@ -70,7 +70,7 @@ def cmd_simulate(a: argparse.Namespace) -> None:
         n = write_events(sim.events(), a.out)
         print(f"wrote {n} events to {a.out}" + (f", labels to {a.labels}" if a.labels else ""), file=sys.stderr)
     if a.kafka:
-        from stream.producer import produce_live
+        from lab.producer import produce_live
         from stream.settings import Settings
 
         settings = Settings(kafka_broker=a.broker or os.environ.get("KAFKA_BROKER", "127.0.0.1:9092"))
@@ -80,7 +80,7 @@ def cmd_simulate(a: argparse.Namespace) -> None:
 
 def cmd_replay(a: argparse.Namespace) -> None:
     """Run the detector over a recorded file; decisions as JSON Lines."""
-    from detectors.replay import ReplayStats, replay_to_file
+    from backtest.replay import ReplayStats, replay_to_file
 
     cfg = _config(a.config)
     stats = ReplayStats()
@@ -106,7 +106,7 @@ def cmd_compare(a: argparse.Namespace) -> None:
     """Replay one traffic file under two threshold files; report what changes."""
     import json
 
-    from stream.compare import compare
+    from backtest.compare import compare
 
     for path in (a.config, a.against):
         if path:
@@ -116,7 +116,7 @@ def cmd_compare(a: argparse.Namespace) -> None:
 
 def cmd_broker(a: argparse.Namespace) -> None:
     """Run the embedded Kafka-compatible broker (tansu) in the foreground."""
-    from stream.embedded import EmbeddedBroker
+    from lab.embedded import EmbeddedBroker
 
     with EmbeddedBroker(port=a.port) as b:
         print(f"embedded broker at {b.bootstrap} (memory only: a restart loses its log)")
@@ -130,7 +130,7 @@ def cmd_broker(a: argparse.Namespace) -> None:
 
 def cmd_demo(a: argparse.Namespace) -> None:
     """Broker, Redis, a worker and simulated traffic with attacks; decisions printed as they happen."""
-    from stream.demo import run_demo
+    from lab.demo import run_demo
 
     run_demo(scenario=a.scenario, scale=a.scale, duration=a.duration, web_port=a.web_port, seed=a.seed,
              exit_after=a.exit_after)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from stream.embedded import create_topics
+import contextlib
+from collections.abc import Mapping
+from typing import Any
+
 from stream.settings import Settings
 
 
@@ -17,3 +20,67 @@ def ensure_topics(settings: Settings) -> None:
     """Create what is missing (an existing topic is left as it is)."""
     create_topics(settings.bootstrap, topic_partitions(settings), replication_factor=settings.replication_factor,
                   client_config=settings.kafka_client_config)
+
+
+def kafka_ready(bootstrap: str, timeout: float = 1.0, client_config: Mapping[str, Any] | None = None) -> bool:
+    """Return True if a Kafka metadata request to ``bootstrap`` succeeds.
+
+    ``client_config`` is kafka-python's security keywords (``Settings.kafka_client_config``).
+    """
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaConfigurationError, KafkaError
+
+    admin = None
+    try:
+        admin = KafkaAdminClient(
+            bootstrap_servers=bootstrap,
+            request_timeout_ms=int(timeout * 1000),
+            bootstrap_timeout_ms=int(timeout * 1000),
+            client_id="ratehound-probe",
+            **(client_config or {}),
+        )
+        admin.describe_cluster()
+        return True
+    except KafkaConfigurationError:
+        # Our bug, not "broker not ready yet": don't spin until the timeout.
+        raise
+    except (KafkaError, OSError):
+        return False
+    finally:
+        if admin is not None:
+            with contextlib.suppress(Exception):
+                admin.close()
+
+
+def create_topics(bootstrap: str, topics: Mapping[str, int], timeout: float = 10.0,
+                  replication_factor: int = 1, client_config: Mapping[str, Any] | None = None) -> None:
+    """Create ``{name: partitions}`` topics; existing ones are left alone.
+
+    Returns once every new topic has a leader for each partition, so producers
+    can send to it right away. ``client_config``: kafka-python's security keywords.
+    """
+    from kafka import KafkaAdminClient
+    from kafka.errors import for_code
+
+    if not topics:
+        return
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000),
+                             **(client_config or {}))
+    try:
+        result = admin.create_topics(
+            {name: {"num_partitions": n, "replication_factor": replication_factor} for name, n in topics.items()},
+            timeout_ms=int(timeout * 1000),
+            raise_errors=False,
+        )
+        created = []
+        for topic in result.get("topics", []):
+            code = topic.get("error_code", 0)
+            if code == 0:
+                created.append(topic["name"])
+            elif code != 36:  # TOPIC_ALREADY_EXISTS
+                err = for_code(code)
+                raise err(f"creating topic {topic['name']!r}: {topic.get('error_message') or err.__name__}")
+        if created:
+            admin.wait_for_topics(created)
+    finally:
+        admin.close()

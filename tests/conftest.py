@@ -37,7 +37,7 @@ _ROOT = str(Path(__file__).resolve().parent.parent)
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
-from stream.embedded import (  # noqa: E402
+from lab.embedded import (  # noqa: E402
     EmbeddedBroker,
     EmbeddedRedis,
     ExternalBroker,
@@ -99,7 +99,7 @@ def own_redis() -> Iterator[EmbeddedRedis]:
 
 @pytest.fixture(name="consume_all")
 def consume_all_fixture() -> Callable[..., list]:
-    """Return :func:`stream.embedded.consume_all` (bootstrap, topic, timeout, min_messages)."""
+    """Return :func:`lab.embedded.consume_all` (bootstrap, topic, timeout, min_messages)."""
     return consume_all
 
 
@@ -108,7 +108,7 @@ class RunningWorker:
 
     def __init__(self, broker_url: str, redis_url: str, tmp: Path, partitions: int = 2,
                  config: str | None = None, extra_env: dict[str, str] | None = None):
-        from stream.embedded import free_port
+        from lab.embedded import free_port
 
         self.app_id = f"rh-test-{os.getpid()}-{next(_worker_ids)}"
         self.web_port = free_port()

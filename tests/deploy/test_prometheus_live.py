@@ -24,7 +24,7 @@ import yaml
 from deployfiles import RULES, dashboard_exprs, rules_of, substitute
 from kafka import KafkaProducer
 
-from stream.embedded import free_port
+from lab.embedded import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,7 @@ import threading
 import time
 from typing import Self
 
-from stream.embedded import LOOPBACK
+from lab.embedded import LOOPBACK
 
 
 class LatencyProxy:

@@ -8,7 +8,7 @@ import orjson
 import pytest
 from kafka import KafkaProducer
 
-from stream.embedded import EmbeddedBroker, consume_all, wait_until
+from lab.embedded import EmbeddedBroker, consume_all, wait_until
 from stream.settings import Settings, Topics
 from stream.topics import ensure_topics
 

@@ -15,7 +15,7 @@ import orjson
 import pytest
 from kafka import KafkaProducer
 
-from stream.embedded import wait_until
+from lab.embedded import wait_until
 from stream.state import parse_log_key, replay_log, unpack_account
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -9,7 +9,7 @@ import pytest
 import redis
 from kafka import KafkaProducer
 
-from stream.embedded import wait_until
+from lab.embedded import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

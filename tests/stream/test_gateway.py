@@ -24,7 +24,7 @@ import pytest
 
 from detectors.network import NetworkKeys
 from detectors.policy import Decision
-from stream.embedded import EmbeddedRedis, free_port
+from lab.embedded import EmbeddedRedis, free_port
 from stream.gateway import Gateway, TokenBuckets, degraded, lookup_keys, verdict
 from stream.sinks.redis import RedisDecisionSink, gateway_value
 

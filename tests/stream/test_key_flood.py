@@ -17,7 +17,7 @@ import pytest
 import redis
 from kafka import KafkaProducer
 
-from stream.embedded import EmbeddedBroker, consume_all, wait_until
+from lab.embedded import EmbeddedBroker, consume_all, wait_until
 from stream.settings import Settings, Topics
 from stream.topics import ensure_topics
 

@@ -11,8 +11,8 @@ import pytest
 from detectors.config import DetectorConfig
 from detectors.events import Event
 from detectors.pipeline import Detector
-from stream.bench import honest_accounts, preload, simulated_events
-from stream.embedded import wait_until
+from lab.bench import honest_accounts, preload, simulated_events
+from lab.embedded import wait_until
 
 pytestmark = pytest.mark.integration
 EVENTS = 100_000

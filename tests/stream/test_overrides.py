@@ -15,8 +15,8 @@ import pytest
 import redis
 
 from detectors.policy import Decision
+from lab.embedded import free_port
 from stream import cli
-from stream.embedded import free_port
 from stream.gateway import TokenBuckets, verdict
 from stream.overrides import MANUAL_STRENGTH, OverrideError, build_override, parse_ttl, validate_key
 from stream.sinks.redis import RedisDecisionSink

@@ -20,7 +20,7 @@ import redis
 from redis.exceptions import AuthenticationError, NoPermissionError, ResponseError
 
 from detectors.policy import Decision
-from stream.embedded import LOOPBACK, EmbeddedRedis, RedisStartError
+from lab.embedded import LOOPBACK, EmbeddedRedis, RedisStartError
 from stream.gateway import Gateway
 from stream.sinks.redis import RedisDecisionSink
 

@@ -31,7 +31,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stream.embedded import LOOPBACK, EmbeddedBroker, free_port, wait_until
+from lab.embedded import LOOPBACK, EmbeddedBroker, free_port, wait_until
 from stream.security import KafkaLoginError, KafkaSecurity, KafkaSecurityError, check_kafka_login
 from stream.settings import Settings
 

@@ -15,7 +15,7 @@ import redis
 from kafka import KafkaProducer
 from latency_proxy import LatencyProxy
 
-from stream.embedded import consume_all, wait_until
+from lab.embedded import consume_all, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

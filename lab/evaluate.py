@@ -72,8 +72,8 @@ def run_one(name: str, events: Path, labels: Path, eval_dir: Path, out: Path, co
             arrival: str = "in-order") -> dict:
     """Replay ``events`` (read in their file's order, or ``out-of-step`` as a worker reads round-robin
     partitions) and score the decisions; the scorer always reads the events in order."""
+    from backtest.replay import ReplayStats, replay_to_file
     from detectors.config import load_config
-    from detectors.replay import ReplayStats, replay_to_file
 
     read = events if arrival == "in-order" else _as_read(events, out)
     suffix = "" if arrival == "in-order" else f".{arrival}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import traffic
-from stream.compare import compare
+from backtest.compare import compare
 from traffic.files import write_events, write_labels
 
 EVAL_DIR = Path(__file__).resolve().parents[3] / "shared" / "eval"

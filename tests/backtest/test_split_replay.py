@@ -1,4 +1,4 @@
-"""Tests for detectors/split_replay.py: replay on two processes says exactly what one process says."""
+"""Tests for backtest/split_replay.py: replay on two processes says exactly what one process says."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 import traffic
+from backtest.replay import ReplayStats, decoded_chunks, replay
+from backtest.split_replay import SplitDetector, SplitReplayError
 from detectors.config import DetectorConfig, PopulationConfig
 from detectors.pipeline import AccountStage, Detector
 from detectors.policy import encode_decision
-from detectors.replay import ReplayStats, decoded_chunks, replay
-from detectors.split_replay import SplitDetector, SplitReplayError
 from traffic.files import write_events
 
 

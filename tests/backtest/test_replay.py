@@ -1,4 +1,4 @@
-"""Tests for detectors/replay.py: a recorded traffic file through the detector, scored by eval/score.py."""
+"""Tests for backtest/replay.py: a recorded traffic file through the detector, scored by eval/score.py."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 import traffic
+from backtest.replay import ReplayStats, decode_chunk, line_chunks, open_events, replay
 from detectors.config import DetectorConfig
 from detectors.events import EventDecoder
 from detectors.policy import encode_decision
-from detectors.replay import ReplayStats, decode_chunk, line_chunks, open_events, replay
 from traffic.files import write_events, write_labels
 
 SCORER = Path(__file__).resolve().parents[3] / "shared" / "eval" / "score.py"  # ../shared beside the repo

@@ -13,7 +13,7 @@ last line, one JSON object with first- and last-quarter means and a ``flat`` ver
 slope of RSS after the first quarter, in MB per minute, at most ``--flat-mb-per-min``).
 Not a test: it runs for minutes and judges nothing but its own verdict.
 
-    python -m stream.soak --minutes 10 [--rate 1000]
+    python -m lab.soak --minutes 10 [--rate 1000]
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ from pathlib import Path
 import orjson
 import redis
 
-from stream.bench import Worker
-from stream.embedded import EmbeddedBroker, EmbeddedRedis, wait_until
+from lab.bench import Worker
+from lab.embedded import EmbeddedBroker, EmbeddedRedis, wait_until
 from stream.records import partition_of
 from stream.settings import Settings, Topics
 from stream.topics import ensure_topics

@@ -10,7 +10,7 @@ import pytest
 import redis
 from kafka import KafkaProducer
 
-from stream.embedded import BrokerStartError, EmbeddedBroker, EmbeddedRedis, redis_reachable
+from lab.embedded import BrokerStartError, EmbeddedBroker, EmbeddedRedis, redis_reachable
 
 pytestmark = pytest.mark.integration
 

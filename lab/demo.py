@@ -19,7 +19,7 @@ from contextlib import ExitStack
 import orjson
 from kafka import KafkaConsumer, TopicPartition
 
-from stream.embedded import EmbeddedBroker, EmbeddedRedis, ExternalBroker, redis_reachable
+from lab.embedded import EmbeddedBroker, EmbeddedRedis, ExternalBroker, redis_reachable
 from stream.settings import Settings
 from stream.topics import ensure_topics
 

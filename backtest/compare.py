@@ -15,10 +15,10 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
+from backtest.replay import replay_to_file
 from detectors.config import load_config
 from detectors.policy import ENFORCING, Decision
-from detectors.replay import replay_to_file
-from stream.evaluate import score_file
+from lab.evaluate import score_file
 
 
 def _run(events: str, config: str | None, out: Path) -> list[Decision]:

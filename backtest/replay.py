@@ -16,11 +16,11 @@ from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import IO
 
+from backtest.split_replay import SplitDetector
 from detectors.config import DetectorConfig
 from detectors.events import Event, EventDecoder, Reject, encode_event
 from detectors.pipeline import Detector
 from detectors.policy import Decision, encode_decision
-from detectors.split_replay import SplitDetector
 
 CHUNK_LINES = 5000
 REPLAY_MAX_GAP_S = 86400.0

@@ -6,7 +6,7 @@ real ``ratehound worker`` processes and reads their ``/metrics``. Prints a table
 and, as the last line, one JSON object with the figures. Benchmarks, not tests:
 nothing here passes or fails on speed.
 
-    python -m stream.bench [--events 400000] [--quick]
+    python -m lab.bench [--events 400000] [--quick]
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from pathlib import Path
 import orjson
 import redis
 
-from stream.embedded import (
+from lab.embedded import (
     EmbeddedBroker,
     EmbeddedRedis,
     ExternalBroker,
@@ -395,8 +395,8 @@ def bench_recovery(events: list[dict], tmp: Path) -> dict:
 
 def bench_replay(events: list[dict], tmp: Path) -> dict:
     """``ratehound replay`` as it runs by default (two processes), and in one process."""
+    from backtest.replay import ReplayStats, replay
     from detectors.config import DetectorConfig
-    from detectors.replay import ReplayStats, replay
     from traffic.files import write_events
 
     path = tmp / "replay.jsonl"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gzip
 from pathlib import Path
 
-from stream.evaluate import _as_read, _generate, run_one
+from lab.evaluate import _as_read, _generate, run_one
 from traffic.arrival import out_of_step
 
 EVAL_DIR = Path(__file__).resolve().parents[3] / "shared" / "eval"
