@@ -8,7 +8,7 @@ SOAK_MINUTES ?= 10
 ARRIVAL ?= in-order
 export PYTHONDONTWRITEBYTECODE=1
 
-.PHONY: help install demo test test-fast lint bench eval soak clean
+.PHONY: help install demo test test-fast lint docs bench eval soak clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -33,6 +33,9 @@ test-fast: $(STAMP)  ## unit tests and doctests only
 lint: $(STAMP)  ## ruff lint, mypy on detectors/
 	$(BIN)/ruff check stream detectors backtest traffic lab tests
 	$(BIN)/mypy detectors
+
+docs: $(STAMP)  ## regenerate what the rule registry writes: the README's rule table, deploy/config/thresholds.yaml
+	$(BIN)/python -m lab.docs
 
 eval: $(STAMP)  ## detection quality table: replay + scorer on the dev hour and simulated scenarios (ARRIVAL=out-of-step: as a worker reads them)
 	$(BIN)/python -m lab.evaluate --eval-dir $(EVAL) --arrival $(ARRIVAL)

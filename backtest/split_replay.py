@@ -24,11 +24,16 @@ from typing import Any
 
 import msgspec
 
+from detectors.account_stage import AccountStage
 from detectors.config import DetectorConfig
 from detectors.events import Event, Reject
-from detectors.pipeline import AccountStage, GroupStage, Observation, PopulationStage, publish
-from detectors.policy import Decision, DecisionLedger, Policy
+from detectors.group_stage import GroupStage
+from detectors.observation import Observation
+from detectors.pipeline import publish
+from detectors.policy import Decision, DecisionLedger, Policy, Watermark
 from detectors.population import FEATURES
+from detectors.population_stage import PopulationStage
+from detectors.routing import GroupRouter
 
 IN_FLIGHT = 2  # chunks handed to the child and not yet back: one in its hands, one waiting
 
@@ -123,8 +128,12 @@ class SplitDetector:
 
     def __init__(self, cfg: DetectorConfig):
         self.cfg = cfg
-        self.population = PopulationStage(cfg, Policy(cfg.policy, version=cfg.version))
-        self.groups = GroupStage(cfg, Policy(cfg.policy, version=cfg.version))
+        # The child's account stage keeps its own watermark; the stages here share one, advanced by the
+        # observations in event order: the times a single process has read at each decision.
+        wm = Watermark()
+        self.population = PopulationStage(cfg, Policy(cfg.policy, cfg.version, wm))
+        self.groups = GroupStage(cfg, Policy(cfg.policy, cfg.version, wm))
+        self.router = GroupRouter(cfg.cluster, partitions=1)
         self.published = DecisionLedger(cfg.policy.refresh_before_expiry_share)
         self._encode = msgspec.msgpack.Encoder().encode
         self._decode = msgspec.msgpack.Decoder(AccountBatch).decode
@@ -226,8 +235,10 @@ class SplitDetector:
         own, at, to_score = batch.decisions, batch.at, batch.to_score
         i, n = 0, len(own)
         k, m = 0, len(to_score)
-        group_one, population_one = self.groups.process_one, self.population.process_one
+        groups_one, groups, population_one = self.router.visit_all_here, self.groups, self.population.process_one
+        advance = self.groups.policy.watermark.advance
         for j, o in enumerate(batch.observations):
+            advance(o.ts)  # the time one process has read once its account stage took this event
             while i < n and at[i] == j:
                 decisions.append(own[i])
                 i += 1
@@ -235,7 +246,7 @@ class SplitDetector:
                 t = to_score[k]
                 population_one(t.account, t.ts, dict(zip(FEATURES, t.x, strict=True)), decisions)
                 k += 1
-            group_one(o, decisions)
+            groups_one(groups, o, decisions)
         decisions.extend(own[i:])
         return publish(self.published, decisions), batch.rejects
 

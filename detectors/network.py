@@ -13,12 +13,19 @@ from __future__ import annotations
 import ipaddress
 import math
 import zlib
+from functools import lru_cache
 
 from detectors.config import NetworkConfig
 from detectors.rates import LN2
 
 _K_MIN = LN2 / 60.0
 _K_HOUR = LN2 / 3600.0
+
+
+@lru_cache(maxsize=65_536)  # twice per request, over a few thousand ASNs
+def asn_key(asn: int) -> str:
+    """The group key of an ASN: ``AS`` and its number (never a CIDR, so never a network's key)."""
+    return f"AS{asn}"
 
 
 class NetworkKeys:
@@ -107,7 +114,7 @@ class NetworkTracker:
     """All network states with idle expiry and a cap.
 
     >>> from detectors.config import NetworkConfig
-    >>> t = NetworkTracker(NetworkConfig(min_accounts=2))
+    >>> t = NetworkTracker(NetworkConfig())
     >>> s = t.observe("198.51.100.0/24", "a", ts=0.0, young=False, flagged=False, out_tok=0, in_tok=0)
     >>> t.mark_awakened(s, "a", 0.0), t.mark_awakened(s, "b", 1.0)
     (1, 2)

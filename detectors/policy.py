@@ -12,6 +12,7 @@ absolute event times, so reprocessing an event never extends a block.
 from __future__ import annotations
 
 import hashlib
+import math
 from typing import Any
 
 import msgspec
@@ -90,15 +91,36 @@ class DecisionLedger:
                 return False
         return True
 
-    def in_force(self, scope: str, key: str, ts: float) -> bool:
-        cur = self.active.get((scope, key))
-        return cur is not None and cur[0] >= _STRENGTH["throttle"] and cur[1] <= ts < cur[2]
-
     def expire(self, now: float) -> int:
         stale = [k for k, (_, _, until) in self.active.items() if until < now]
         for k in stale:
             del self.active[k]
         return len(stale)
+
+
+class Watermark:
+    """The latest event time a detector has read: every decision carries it as its ``ts``.
+
+    Read in order, that is the time of the event that triggered the decision; read out of order
+    (partitions out of step, a backlog), a decision about an older event carries the later time, since
+    that is when the detector could say it. The stages of one detector share one watermark and advance
+    it as they read.
+
+    >>> wm = Watermark()
+    >>> wm.advance(10.0), wm.advance(4.0), wm.now
+    (10.0, 10.0, 10.0)
+    """
+
+    __slots__ = ("now",)
+
+    def __init__(self) -> None:
+        self.now = -math.inf
+
+    def advance(self, ts: float) -> float:
+        """Read an event of time ``ts``; returns the watermark."""
+        if ts > self.now:
+            self.now = ts
+        return self.now
 
 
 class Policy:
@@ -116,9 +138,12 @@ class Policy:
     True
     """
 
-    def __init__(self, cfg: PolicyConfig, version: str = "default"):
+    def __init__(self, cfg: PolicyConfig, version: str = "default", watermark: Watermark | None = None):
+        """``watermark``: shared with the other stages of the detector (a policy alone keeps its own,
+        advanced by the findings it is given)."""
         self.cfg = cfg
         self.version = version
+        self.watermark = watermark if watermark is not None else Watermark()
         self.ledger = DecisionLedger(cfg.refresh_before_expiry_share)
 
     def reconfigure(self, cfg: PolicyConfig, version: str) -> None:
@@ -136,21 +161,26 @@ class Policy:
             return key.isdigit() and int(key) in self.cfg.allow_asns
         return False
 
-    def pending(self, scope: str, key: str, rule: str, ts: float) -> bool:
+    def would_decide(self, scope: str, key: str, rule: str, ts: float) -> bool:
         """Whether ``decide`` would now say something for this finding: a rule that fires on every
         request of a flagged cluster asks first, and builds its evidence only when the answer is yes.
 
         >>> from detectors.config import PolicyConfig
         >>> p = Policy(PolicyConfig(), version="v1")
-        >>> p.pending("account", "a1", "campaign_cluster", 100.0)
+        >>> p.would_decide("account", "a1", "campaign_cluster", 100.0)
         True
         >>> _ = p.decide("account", "a1", "campaign_cluster", ts=100.0, score=0.9, evidence={})
-        >>> p.pending("account", "a1", "campaign_cluster", 101.0), p.pending("account", "a1", "no_such_rule", 1.0)
-        (False, False)
+        >>> p.would_decide("account", "a1", "campaign_cluster", 101.0)
+        False
+        >>> p.would_decide("account", "a1", "no_such_rule", 1.0)   # never silently nothing
+        Traceback (most recent call last):
+        ...
+        KeyError: 'no_such_rule'
         """
-        rc = self.cfg.rules.get(rule)
-        if rc is None or self.allowlisted(scope, key):
+        rc = self.cfg.rules[rule]
+        if self.allowlisted(scope, key):
             return False
+        ts = self.watermark.advance(ts)
         cur = self.ledger.active.get((scope, key))
         if cur is None or cur[1] > ts:  # nothing in force: the common answer, without another call
             return True
@@ -158,10 +188,12 @@ class Policy:
 
     def decide(self, scope: str, key: str, rule: str, ts: float, score: float,
                evidence: dict[str, Any]) -> Decision | None:
-        """The decision to publish for this finding, or None when nothing new is to be said."""
-        rc = self.cfg.rules.get(rule)
-        if rc is None or self.allowlisted(scope, key):
+        """The decision to publish for this finding, or None when nothing new is to be said. Its ``ts`` is
+        the watermark: the finding's own time or, read out of order, the later time already read."""
+        rc = self.cfg.rules[rule]
+        if self.allowlisted(scope, key):
             return None
+        ts = self.watermark.advance(ts)
         action = "review" if rc.shadow else rc.action
         if not self.ledger.admit(scope, key, action, ts, rc.ttl_s):
             return None
@@ -178,9 +210,6 @@ class Policy:
         return Decision(ts=ts, scope=scope, key=key, action="allow", ttl_s=ttl_s, reason=reason, score=0.0,
                         evidence={}, id=decision_id(scope, key, "allow", int(ts)), expires_at=ts + ttl_s,
                         config_version=self.version)
-
-    def in_force(self, scope: str, key: str, ts: float) -> bool:
-        return self.ledger.in_force(scope, key, ts)
 
     def expire(self, now: float) -> int:
         return self.ledger.expire(now)

@@ -12,7 +12,7 @@ import math
 
 from river import anomaly
 
-from detectors.config import PopulationConfig
+from detectors.rules.population_outlier import PopulationThresholds
 
 
 def _unit_log(x: float, lo: float, hi: float) -> float:
@@ -57,8 +57,8 @@ class PopulationModel:
     Scores are in [0, 1], higher is more unusual. Until ``warmup_samples`` have
     been learnt the score is 0, so a cold model never flags anyone.
 
-    >>> from detectors.config import PopulationConfig
-    >>> m = PopulationModel(PopulationConfig(warmup_samples=50, n_trees=3, height=4, window_size=20))
+    >>> from detectors.rules.population_outlier import PopulationThresholds
+    >>> m = PopulationModel(PopulationThresholds(warmup_samples=50, n_trees=3, height=4, window_size=20))
     >>> normal = features(0.1, 0.1, 0.1, 0.5, 0.0, 1.0, 1e7)
     >>> for _ in range(200):
     ...     m.learn_one(normal)
@@ -67,7 +67,7 @@ class PopulationModel:
     True
     """
 
-    def __init__(self, cfg: PopulationConfig):
+    def __init__(self, cfg: PopulationThresholds):
         self.cfg = cfg
         self.model = anomaly.HalfSpaceTrees(n_trees=cfg.n_trees, height=cfg.height, window_size=cfg.window_size,
                                             seed=cfg.seed)
@@ -90,8 +90,8 @@ class PopulationModel:
         masses of the reference window that learning leaves alone, so one walk does both. It reads
         River's trees directly (river is pinned; a test holds it equal to the two calls).
 
-        >>> from detectors.config import PopulationConfig
-        >>> cfg = PopulationConfig(warmup_samples=30, n_trees=3, height=4, window_size=20)
+        >>> from detectors.rules.population_outlier import PopulationThresholds
+        >>> cfg = PopulationThresholds(warmup_samples=30, n_trees=3, height=4, window_size=20)
         >>> one, two = PopulationModel(cfg), PopulationModel(cfg)
         >>> xs = [features(i % 7, 0.1 * (i % 5), 0.1, 0.5 * (i % 3), 0.0, 1.0, 1e7) for i in range(100)]
         >>> walked = [one.score_then_learn(x) for x in xs]

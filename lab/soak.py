@@ -133,7 +133,7 @@ def _config(path: Path, idle_expiry: float, cap_accounts: int, cap_networks: int
 
 def _prime(bootstrap: str, topic: str, partitions: int) -> int:
     """One event per partition dated 310 s ago: each stage has watched long enough for burst rules
-    (``burst_min_observed_s``, 300 s), as a worker that has been up for five minutes has."""
+    (the burst section's ``min_observed_s``, 300 s), as a worker that has been up for five minutes has."""
     from kafka import KafkaProducer
 
     p = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)

@@ -24,16 +24,16 @@ from typing import Any
 import faust
 from prometheus_client import generate_latest
 
-from detectors.clusters import cluster_keys
 from detectors.config import ConfigError, DetectorConfig
 from detectors.events import Event, EventDecoder, Reject, encode_event
-from detectors.pipeline import Observation, asn_key, publish
-from detectors.policy import Decision, DecisionLedger, encode_decision
+from detectors.observation import Observation
+from detectors.pipeline import publish
+from detectors.policy import Decision, DecisionLedger, Watermark, encode_decision
+from detectors.routing import GroupItem, GroupRouter
 from stream import metrics
 from stream.ingest import RequestReader
 from stream.kafka_tuning import cap_fetch_wait
 from stream.records import (
-    GroupItem,
     PartitionMemo,
     SourcedEvents,
     dead_letters,
@@ -124,14 +124,16 @@ class Worker:
         self.account_table = app.Table("account_state", partitions=n, key_type=bytes, value_type=bytes)
         self.decoder = EventDecoder(max_future_s=cfg.event_time.max_future_s,
                                     ip_cache_size=cfg.network.ip_cache_size)
-        self.accounts = AccountPartitions(cfg, table=self.account_table)
-        self.groups = GroupPartitions(cfg, n)
+        wm = Watermark()  # the latest event time any stage of this worker has read: every decision's ts
+        self.accounts = AccountPartitions(cfg, table=self.account_table, watermark=wm)
+        self.groups = GroupPartitions(cfg, watermark=wm)
         self.reader = self.app.reader = RequestReader(settings)
         self.redis = RedisDecisionSink(settings.redis_url, prefix=settings.redis_prefix)
         self.published = DecisionLedger(cfg.policy.refresh_before_expiry_share)
         self.watcher = ConfigWatcher(settings.config_path)
         self._evicted_seen: dict[str, int] = {}
         self._partition = PartitionMemo(n)
+        self.router = GroupRouter(cfg.cluster, n, self._partition.__getitem__)
         self._next_snapshot = 0.0
         self._in_batch = False  # the accounts agent is inside a batch: no snapshot now, it would be torn
         self._unacked: dict[int, list[Any]] = defaultdict(list)  # by-account input not yet in a snapshot
@@ -344,23 +346,10 @@ class Worker:
                 metrics.EVENTS.labels("rejected").inc(len(rejects))
                 await self._send_dlq(rejects, self.settings.topics.by_account, p, -1)
             await self._publish(decisions)
-            ccfg = self.cfg.cluster
-            part = self._partition
+            first_stops = self.router.first_stops
             for o in obs:
-                # To the partitions of its network and ASN; the network's also gets the cluster keys.
-                clusters = (cluster_keys(o.prompt_fp, o.payment_fp, o.user_agent, o.created, ccfg)
-                            if o.young else [])
-                net_tp = part[o.net]
-                if o.asn is None:
-                    routed[net_tp].append((o, [o.net], clusters, -1))
-                    continue
-                asn = asn_key(o.asn)
-                asn_tp = part[asn]
-                if asn_tp == net_tp:
-                    routed[net_tp].append((o, [o.net, asn], clusters, -1))
-                else:
-                    routed[net_tp].append((o, [o.net], clusters, -1))
-                    routed[asn_tp].append((o, [asn], [], -1))
+                for tp, item in first_stops(o):
+                    routed[tp].append(item)
         await self._visit_groups(routed)
         if time.monotonic() >= self._next_snapshot:
             self._snapshot()
@@ -391,18 +380,20 @@ class Worker:
         """Observations for group stages, by by_group partition. Those for partitions this worker holds
         are observed here at once, and so is what they hand on while it stays here; the rest go through
         by_group to the partition's owner. (A round trip through the broker to this same worker would
-        only cost time: the group state is rebuilt from traffic, not snapshotted, so nothing depends on it.)"""
+        only cost time.)"""
         held = self._held_group_partitions()
-        remote: dict[int, list[GroupItem]] = defaultdict(list)
-        while work:
-            onward: dict[int, list[GroupItem]] = defaultdict(list)
-            for p, items in work.items():
-                if p in held:
-                    await self._publish(self._observe_groups(p, items, onward))
-                else:
-                    remote[p].extend(items)
-            work = onward
-        await self._send_groups(remote)
+        stage = self.groups.stage
+        decisions: list[Decision] = []
+        away, visits = self.router.visit_held(work, lambda p: stage(p) if p in held else None, decisions,
+                                              on_error=self._group_error)
+        metrics.GROUP_OBSERVATIONS.inc(visits)
+        await self._publish(decisions)
+        await self._send_groups(away)
+
+    @staticmethod
+    def _group_error(exc: Exception) -> None:
+        metrics.GROUP_ERRORS.inc()
+        log.error("group stage failed on one observation", exc_info=exc)
 
     def _assigned(self, topic: str) -> list[int]:
         try:
@@ -412,36 +403,6 @@ class Worker:
 
     def _held_group_partitions(self) -> set[int]:
         return set(self._assigned(self.settings.topics.by_group))
-
-    def _observe_groups(self, p: int, items: list[GroupItem], onward: dict[int, list[GroupItem]]) -> list[Decision]:
-        # The cluster rules need the crowd on the account's network, and a strong decision on one
-        # cluster key leaves the later ones alone: so the stage holding the network observes it first,
-        # then the cluster keys are visited in order, a run of keys held here at once, the rest handed
-        # on (with the crowd) to the partition holding the next one.
-        part = self._partition
-        stage = self.groups.stage(p)
-        decisions: list[Decision] = []
-        for o, keys, pending, crowd in items:
-            try:
-                if crowd < 0:
-                    crowd = stage.observe_networks(o, keys, decisions)
-                i = 0
-                while i < len(pending):
-                    tp = part[pending[i]]
-                    if tp != p:
-                        onward[tp].append((o, [], pending[i:], crowd))
-                        break
-                    j = i + 1
-                    while j < len(pending) and part[pending[j]] == p:
-                        j += 1
-                    if stage.observe_clusters(o, pending[i:j], crowd, decisions):
-                        break
-                    i = j
-            except Exception:  # noqa: BLE001 - the event itself was processed and counted upstream
-                metrics.GROUP_ERRORS.inc()
-                log.exception("group stage failed on one observation")
-        metrics.GROUP_OBSERVATIONS.inc(len(items))
-        return decisions
 
     async def _send_groups(self, routed: dict[int, list[GroupItem]]) -> None:
         step = self.settings.max_message_events

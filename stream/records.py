@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import time
-import zlib
 from collections.abc import Iterable
 
 import msgspec
 
 from detectors.events import Event, Reject
-from detectors.pipeline import Observation
+from detectors.routing import GroupItem, partition_of
 
 
 class SourcedEvents(msgspec.Struct, array_like=True, gc=False):
@@ -23,19 +22,7 @@ class SourcedEvents(msgspec.Struct, array_like=True, gc=False):
 
 _enc = msgspec.msgpack.Encoder()
 _dec_events = msgspec.msgpack.Decoder(list[SourcedEvents])
-# An observation on by_group: the network keys this partition holds; its cluster keys still to visit,
-# in order; the crowd on its network (-1 until the network's stage has counted it).
-GroupItem = tuple[Observation, list[str], list[str], int]
 _dec_obs = msgspec.msgpack.Decoder(list[GroupItem])
-
-
-def partition_of(key: str, partitions: int) -> int:
-    """The partition a key belongs to on ratehound's internal topics (stable across processes).
-
-    >>> partition_of("acct_1", 4) == partition_of("acct_1", 4)
-    True
-    """
-    return zlib.crc32(key.encode()) % partitions
 
 
 class PartitionMemo(dict[str, int]):
@@ -55,7 +42,7 @@ class PartitionMemo(dict[str, int]):
     def __missing__(self, key: str) -> int:
         if len(self) >= self.capacity:
             self.clear()
-        p = self[key] = zlib.crc32(key.encode()) % self.partitions
+        p = self[key] = partition_of(key, self.partitions)
         return p
 
 

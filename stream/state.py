@@ -33,12 +33,12 @@ from typing import Any
 
 import msgspec
 
+from detectors.account_stage import AccountStage
 from detectors.accounts import AccountState
 from detectors.config import DetectorConfig
-from detectors.pipeline import AccountStage, GroupStage
-from detectors.policy import Policy
+from detectors.group_stage import GroupStage
+from detectors.policy import Policy, Watermark
 from stream import metrics
-from stream.records import partition_of
 
 log = logging.getLogger(__name__)
 CHUNK = 2000  # accounts per changelog message: about 200 KB
@@ -136,8 +136,11 @@ class _Partitions:
 class AccountPartitions(_Partitions):
     """One AccountStage per assigned partition of the by-account topic, with its snapshot log."""
 
-    def __init__(self, cfg: DetectorConfig, table: Any | None = None, compact_every: int = 60):
+    def __init__(self, cfg: DetectorConfig, table: Any | None = None, compact_every: int = 60,
+                 watermark: Watermark | None = None):
+        """``watermark``: the worker's, shared by all its stages (decisions carry the latest time read)."""
         self.cfg = cfg
+        self.watermark = watermark if watermark is not None else Watermark()
         self.table = table
         self.compact_every = compact_every
         self.stages: dict[int, AccountStage] = {}
@@ -146,7 +149,7 @@ class AccountPartitions(_Partitions):
     def stage(self, partition: int) -> AccountStage:
         st = self.stages.get(partition)
         if st is None:
-            st = AccountStage(self.cfg, Policy(self.cfg.policy, self.cfg.version))
+            st = AccountStage(self.cfg, Policy(self.cfg.policy, self.cfg.version, self.watermark))
             st.accounts.track_dirty = True
             self.logs[partition] = self._restore(partition, st)
             self.stages[partition] = st
@@ -251,19 +254,18 @@ class AccountPartitions(_Partitions):
 
 
 class GroupPartitions(_Partitions):
-    """One GroupStage per assigned partition of the by-group topic; each owns the keys hashed to it."""
+    """One GroupStage per assigned partition of the by-group topic; the routing sends it the keys hashed
+    to its partition (``detectors.routing``)."""
 
-    def __init__(self, cfg: DetectorConfig, partitions: int):
+    def __init__(self, cfg: DetectorConfig, watermark: Watermark | None = None):
         self.cfg = cfg
-        self.partitions = partitions
+        self.watermark = watermark if watermark is not None else Watermark()
         self.stages: dict[int, GroupStage] = {}
 
     def stage(self, partition: int) -> GroupStage:
         st = self.stages.get(partition)
         if st is None:
-            n = self.partitions
-            owns = None if n == 1 else (lambda key, p=partition: partition_of(key, n) == p)
-            st = GroupStage(self.cfg, Policy(self.cfg.policy, self.cfg.version), owns=owns)
-            self.stages[partition] = st
+            st = self.stages[partition] = GroupStage(self.cfg, Policy(self.cfg.policy, self.cfg.version,
+                                                                      self.watermark))
         return st
 

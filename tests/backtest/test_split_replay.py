@@ -8,14 +8,17 @@ import signal
 import time
 from pathlib import Path
 
+import orjson
 import pytest
 
 import traffic
 from backtest.replay import ReplayStats, decoded_chunks, replay
 from backtest.split_replay import SplitDetector, SplitReplayError
-from detectors.config import DetectorConfig, PopulationConfig
-from detectors.pipeline import AccountStage, Detector
+from detectors.account_stage import AccountStage
+from detectors.config import DetectorConfig, parse_config
+from detectors.pipeline import Detector
 from detectors.policy import encode_decision
+from traffic.arrival import out_of_step
 from traffic.files import write_events
 
 
@@ -35,6 +38,16 @@ def attack_file(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def out_of_step_file(attack_file) -> Path:
+    """The same file in the order a worker reads four round-robin partitions: decisions carry the
+    watermark, a later time than their event's."""
+    lines = [line + b"\n" for line in attack_file.read_bytes().splitlines() if b'"ts"' in line]
+    path = attack_file.with_name("out-of-step.jsonl")
+    path.write_bytes(b"".join(out_of_step(lines, per_message=50, per_fetch=3)))
+    return path
+
+
 def run(path: Path, processes: int, cfg: DetectorConfig | None = None) -> tuple[list[bytes], ReplayStats]:
     stats = ReplayStats()
     found = replay(path, cfg or DetectorConfig(), stats, processes=processes)
@@ -42,7 +55,7 @@ def run(path: Path, processes: int, cfg: DetectorConfig | None = None) -> tuple[
 
 
 # The shipped population model warms up on 2,000 accounts: too many for a short file to see it decide.
-EAGER_POPULATION = DetectorConfig(population=PopulationConfig(warmup_samples=100, review_score=0.9))
+EAGER_POPULATION = parse_config({"population": {"warmup_samples": 100, "review_score": 0.9}})
 
 
 @pytest.mark.parametrize("cfg", [DetectorConfig(), EAGER_POPULATION], ids=["shipped", "eager-population"])
@@ -56,6 +69,16 @@ def test_two_processes_decide_exactly_as_one(attack_file, cfg):
     assert two == one  # the same decisions, byte for byte, in the same order
     assert vars(two_stats) == vars(one_stats)
     assert one_stats.rejects.get("late") == 1 and one_stats.rejects.get("not_json") == 1
+
+
+def test_two_processes_stamp_the_watermark_as_one_does(out_of_step_file):
+    one, _ = run(out_of_step_file, 1)
+    two, _ = run(out_of_step_file, 2)
+    assert one and two == one
+    in_order = out_of_step_file.with_name("in-order.jsonl")
+    in_order.write_bytes(b"".join(sorted(out_of_step_file.read_bytes().splitlines(keepends=True),
+                                         key=lambda line: orjson.loads(line)["ts"])))
+    assert run(in_order, 1)[0] != one  # read out of order, decisions carry later times
 
 
 def test_a_failing_account_stage_is_an_error_not_a_gap(attack_file, monkeypatch):

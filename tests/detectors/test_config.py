@@ -16,18 +16,9 @@ from detectors.config import (
     load_config,
     parse_config,
 )
+from detectors.rules import RULE_NAMES
 
-KNOWN_RULES = {
-    "account_burst",
-    "account_burst_extreme",
-    "campaign_cluster",
-    "cluster_review",
-    "signup_cluster",
-    "proxy_harvester",
-    "network_fanout",
-    "network_takeover",
-    "population_outlier",
-}
+KNOWN_RULES = set(RULE_NAMES)
 
 
 def test_defaults_are_valid_and_safe():
@@ -47,24 +38,25 @@ def test_defaults_are_valid_and_safe():
 def test_config_is_frozen():
     cfg = DetectorConfig()
     with pytest.raises(Exception):  # noqa: B017  pydantic raises its own ValidationError
-        cfg.network.min_accounts = 1  # type: ignore[misc]
+        cfg.network.window_s = 1.0  # type: ignore[misc]
 
 
 def test_override_keeps_other_defaults():
-    cfg = parse_config({"version": "v7", "network": {"min_accounts": 3}})
+    cfg = parse_config({"version": "v7", "fanout": {"min_accounts": 3}})
     assert cfg.version == "v7"
-    assert cfg.network.min_accounts == 3
-    assert cfg.network.window_s == NetworkConfig().window_s
+    assert cfg.section("fanout").min_accounts == 3
+    assert cfg.section("fanout").takeover_min_accounts == DetectorConfig().section("fanout").takeover_min_accounts
+    assert cfg.network == NetworkConfig()
     assert cfg.cluster == ClusterConfig()
 
 
 @pytest.mark.parametrize(
     "doc, path, value",
     [
-        ({"network": {"min_accounts": 0}}, "network.min_accounts", "0"),
+        ({"fanout": {"min_accounts": 0}}, "fanout.min_accounts", "0"),
         ({"network": {"ipv4_prefix": 33}}, "network.ipv4_prefix", "33"),
         ({"network": {"ipv6_prefix": 8}}, "network.ipv6_prefix", "8"),
-        ({"account": {"burst_ratio": 1.0}}, "account.burst_ratio", "1.0"),
+        ({"burst": {"ratio": 1.0}}, "burst.ratio", "1.0"),
         ({"account": {"max_accounts": 10}}, "account.max_accounts", "10"),
         ({"account": {"young_age_s": -1}}, "account.young_age_s", "-1"),
         ({"cluster": {"max_network_share": 1.5}}, "cluster.max_network_share", "1.5"),
@@ -96,9 +88,9 @@ def test_bad_values_name_field_and_value(doc, path, value):
 
 def test_all_errors_are_reported_at_once():
     with pytest.raises(ConfigError) as exc:
-        parse_config({"network": {"min_accounts": 0, "window_s": -1}, "cluster": {"min_networks": 0}})
+        parse_config({"fanout": {"min_accounts": 0}, "network": {"window_s": -1}, "cluster": {"min_networks": 0}})
     msg = str(exc.value)
-    for path in ("network.min_accounts", "network.window_s", "cluster.min_networks"):
+    for path in ("fanout.min_accounts", "network.window_s", "cluster.min_networks"):
         assert path in msg
 
 
@@ -107,6 +99,7 @@ def test_all_errors_are_reported_at_once():
     [
         ({"netwrok": {}}, "netwrok"),
         ({"network": {"min_acounts": 3}}, "network.min_acounts"),
+        ({"fanout": {"min_acounts": 3}}, "fanout.min_acounts"),
         (
             {"policy": {"rules": {"account_burst": {"action": "block", "ttl_s": 5, "colour": 1}}}},
             "policy.rules.account_burst.colour",
@@ -176,7 +169,8 @@ def test_load_config_from_yaml(tmp_path):
         yaml.safe_dump(
             {
                 "version": "2026-11-23",
-                "network": {"min_accounts": 7, "ipv6_prefix": 56},
+                "network": {"ipv6_prefix": 56},
+                "fanout": {"min_accounts": 7},
                 "policy": {
                     "allow_accounts": ["vip"],
                     "rules": {name: {"action": "review", "ttl_s": 60.0} for name in sorted(KNOWN_RULES)},
@@ -186,7 +180,7 @@ def test_load_config_from_yaml(tmp_path):
     )
     cfg = load_config(p)
     assert cfg.version == "2026-11-23"
-    assert cfg.network.min_accounts == 7 and cfg.network.ipv6_prefix == 56
+    assert cfg.section("fanout").min_accounts == 7 and cfg.network.ipv6_prefix == 56
     assert cfg.policy.allow_accounts == frozenset({"vip"})
     assert cfg.policy.rules["campaign_cluster"].action == "review"
     assert load_config(str(p)) == cfg
@@ -208,8 +202,8 @@ def test_load_config_non_mapping(tmp_path, text, kind):
 
 def test_load_config_bad_value_in_file_names_the_field(tmp_path):
     p = tmp_path / "bad.yaml"
-    p.write_text("network:\n  min_accounts: 0\n")
-    with pytest.raises(ConfigError, match=r"network\.min_accounts: .*\(got 0\)"):
+    p.write_text("fanout:\n  min_accounts: 0\n")
+    with pytest.raises(ConfigError, match=r"fanout\.min_accounts: .*\(got 0\)"):
         load_config(p)
 
 

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from detectors.config import PopulationConfig
 from detectors.population import PopulationModel, _unit_log, features
+from detectors.rules.population_outlier import PopulationThresholds
 
 FEATURES = {"rate_short", "rate_mid", "rate_vs_baseline", "harvest", "switch_share", "timing_cv", "age"}
 SPECIAL = [0.0, -0.0, -1.0, 1e-300, -1e-3, 1e308, -1e308, math.inf, -math.inf, math.nan]
@@ -107,7 +107,7 @@ class SpyModel:
 
 
 def test_warmup_scores_zero_then_the_model_scores():
-    m = PopulationModel(PopulationConfig(warmup_samples=30, n_trees=3, height=4, window_size=10))
+    m = PopulationModel(PopulationThresholds(warmup_samples=30, n_trees=3, height=4, window_size=10))
     x = features(0.1, 0.1, 0.1, 0.5, 0.0, 1.0, 1e7)
     for i in range(30):
         assert m.score_one(x) == 0.0, i
@@ -120,14 +120,14 @@ def test_warmup_scores_zero_then_the_model_scores():
 
 
 def test_warmup_zero_scores_at_once():
-    m = PopulationModel(PopulationConfig(warmup_samples=0, n_trees=2, height=3, window_size=10))
+    m = PopulationModel(PopulationThresholds(warmup_samples=0, n_trees=2, height=3, window_size=10))
     m.model = SpyModel()
     assert m.score_one(features(1, 1, 1, 1, 0, 1, 1e6)) == 0.5
 
 
 def test_model_is_deterministic_for_a_seed():
     def scores():
-        m = PopulationModel(PopulationConfig(warmup_samples=10, n_trees=3, height=4, window_size=10, seed=7))
+        m = PopulationModel(PopulationThresholds(warmup_samples=10, n_trees=3, height=4, window_size=10, seed=7))
         out = []
         for i in range(60):
             x = features(0.1 * (i % 7 + 1), 0.1, 0.1, 0.5 + i % 3, (i % 5) / 5, 1.0, 1e6 + i)
@@ -142,7 +142,7 @@ def test_model_is_deterministic_for_a_seed():
 @given(no_nan, no_nan, no_nan, no_nan, no_nan, no_nan, no_nan)
 def test_nothing_non_finite_reaches_river(rs, rm, base, harvest, switch, cv, age):
     assume(base + 1e-3 != 0.0)
-    m = PopulationModel(PopulationConfig(warmup_samples=0))
+    m = PopulationModel(PopulationThresholds(warmup_samples=0))
     spy = m.model = SpyModel()
     x = features(rs, rm, base, harvest, switch, cv, age)
     m.score_one(x)
@@ -159,7 +159,7 @@ unit_point = st.lists(st.floats(0.0, 1e6, allow_nan=False), min_size=7, max_size
 @given(st.lists(unit_point, min_size=1, max_size=400), st.integers(0, 50), st.integers(10, 60))
 def test_score_then_learn_equals_river_score_one_then_learn_one(points, warmup, window):
     """The one-walk shortcut gives River's scores and leaves the trees exactly as River would."""
-    cfg = PopulationConfig(warmup_samples=warmup, n_trees=10, height=8, window_size=window)
+    cfg = PopulationThresholds(warmup_samples=warmup, n_trees=10, height=8, window_size=window)
     fused, river = PopulationModel(cfg), PopulationModel(cfg)
     for p in points:
         x = features(*p)

@@ -30,12 +30,14 @@ def test_a_restarted_partition_skips_exactly_the_input_its_snapshot_holds():
     events = [Event(event_id=f"e{i}", ts=T0 + i, account_id=f"a{i % 3}", ip="198.51.100.7") for i in range(30)]
     for offset, chunk in enumerate((events[:10], events[10:20])):
         assert before.apply_source(0, source_partition=2, source_offset=offset)
-        stage.process(chunk)
+        for e in chunk:
+            stage.process_one(e, [], [])
     assert not before.apply_source(0, source_partition=2, source_offset=1)  # read twice in one life
     before.snapshot(table.put)
     # One more input message after the snapshot, then the worker dies: nothing of it was written.
     assert before.apply_source(0, source_partition=2, source_offset=2)
-    stage.process(events[20:])
+    for e in events[20:]:
+        stage.process_one(e, [], [])
 
     after = AccountPartitions(cfg, table=table)
     restored = after.stage(0)
