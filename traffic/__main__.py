@@ -1,7 +1,7 @@
 """Command line: write a named scenario to OUTDIR/events.jsonl.gz and OUTDIR/labels.json.gz.
 
 usage: python -m traffic NAME OUTDIR [--seed N] [--t0 TS] [--duration S] [--scale X] [--attack-scale X]
-       python -m traffic --list
+       python -m traffic --list      the scenarios
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import sys
 import time
 from collections import Counter
 
+from .adversary import Campaign
 from .files import write_events, write_labels
 from .scenarios import DEFAULT_T0, SCENARIOS, generate
 
@@ -22,15 +23,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("outdir", nargs="?")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--t0", type=float, default=DEFAULT_T0)
-    p.add_argument("--duration", type=float, default=3600.0, help="seconds")
-    p.add_argument("--scale", type=float, default=1.0, help="size of the benign population")
+    p.add_argument("--duration", type=float, help="seconds (default: the scenario's own, mostly 3600)")
+    p.add_argument("--scale", type=float, help="size of the benign population (default: the scenario's own)")
     p.add_argument("--attack-scale", type=float, default=1.0, help="size of the attacks")
     p.add_argument("--plain", action="store_true", help="write uncompressed .jsonl / .json")
     p.add_argument("--list", action="store_true", help="list scenarios and exit")
     a = p.parse_args(argv)
     if a.list or not a.name:
         for name, desc in SCENARIOS.items():
-            print(f"{name:12} {desc}")
+            print(f"{name:26} {desc}")
         return 0
     if not a.outdir:
         p.error("OUTDIR is required")
@@ -52,12 +53,17 @@ def main(argv: list[str] | None = None) -> int:
 
     n = write_events(counted(), os.path.join(a.outdir, f"events.jsonl{ext}"))
     write_labels(labels, os.path.join(a.outdir, f"labels.json{ext}"))
+    hours = sim.duration / 3600.0
     print(
-        f"{a.name} seed={a.seed}: {n} events, {len(accounts)} accounts in {time.perf_counter() - started:.1f} s",
+        f"{a.name} seed={a.seed}: {n} events ({n / hours:.0f} an hour over {hours:g} h), {len(accounts)} accounts"
+        f" in {time.perf_counter() - started:.1f} s",
         file=sys.stderr,
     )
     for g, c in sorted(groups.items()):
         print(f"  {g:28} {c:>9}", file=sys.stderr)
+    for actor in sim.actors:
+        if isinstance(actor, Campaign):
+            print(f"  {actor.group} tactics: {actor.tactics.describe()}", file=sys.stderr)
     return 0
 
 

@@ -5,7 +5,8 @@ one scenario are two different incidents of the same kind. Attacks start at a
 random moment in the first third of the window, after some warm-up. Every
 scenario's honest population holds the long-standing groups and every look-alike
 of an attack signal (background.py); the `honest_*` scenarios enlarge one
-look-alike.
+look-alike, the `campaign*`, `stolen_modest`, `glacial_*` and `adversary` ones run
+one campaign of variants.py.
 
 >>> sim = generate("burst", seed=3, duration_s=600.0, scale=0.02, attack_scale=0.2)
 >>> groups = {v["group"] for v in sim.labels()["accounts"].values() if v["label"] == "attack"}
@@ -21,15 +22,19 @@ from dataclasses import dataclass
 from functools import partial
 
 from .addresses import ExitPool
+from .adversary import Campaign
 from .attacks import Burst, Compromised, Hydra, SlowDrip
 from .background import LOOKALIKES, lookalikes, onset, population, sized
+from .clients import Release
 from .draws import log_uniform
 from .providers import Providers
 from .rhythm import Rhythm
 from .simulation import Actor, Simulation
+from .variants import VARIANTS
 from .world import World
 
 DEFAULT_T0 = 1790000000.0
+NEW_MODEL = "large-2"
 
 Build = Callable[[World, float, float], list[Actor]]
 
@@ -124,6 +129,21 @@ def _legacy(kind: str, world: World, scale: float, k: float) -> list[Actor]:
     return actors + lookalikes(world, scale, providers)
 
 
+def _campaign(name: str, world: World, scale: float, k: float) -> list[Actor]:
+    """The honest population and one campaign of variants.py, labelled with the variant's name."""
+    variant = VARIANTS[name]
+    providers = Providers(world)
+    actors = population(world, scale, providers)
+    rng = world.rng(variant.family, "size")
+    tactics = variant.tactics(rng, world.duration, k)
+    if tactics.model_switch:
+        world.release = Release(NEW_MODEL, world.t0 + rng.uniform(0.25, 0.5) * world.duration)
+    world.fingerprints = tactics.fingerprints
+    start = onset(rng, world, latest=variant.latest)
+    actors.append(Campaign(world, variant.family, tactics, providers, onset=start, group=name))
+    return actors + lookalikes(world, scale, providers)
+
+
 def _honest(look: str | None, world: World, scale: float, k: float) -> list[Actor]:
     """The honest population with one look-alike enlarged five times (or none), no attack."""
     providers = Providers(world)
@@ -144,6 +164,12 @@ _LEGACY = {
 
 SCENARIO_SPECS: dict[str, Scenario] = {
     **{name: Scenario(desc, partial(_legacy, name)) for name, desc in _LEGACY.items()},
+    **{
+        name: Scenario(
+            f"benign groups plus {v.description}", partial(_campaign, name), v.duration_s, v.scale, v.family
+        )
+        for name, v in VARIANTS.items()
+    },
     **{
         f"honest_{name}": Scenario(
             f"benign groups with {name} x5 ({look.resembles}), no attack", partial(_honest, name), family="benign"

@@ -22,6 +22,20 @@ LOOKALIKE_GROUPS = {
     "paas_egress",
     "serverless_fleet",
 }
+CAMPAIGNS = (
+    "campaign",
+    "campaign_aged",
+    "campaign_low_ratio",
+    "campaign_own_cards",
+    "campaign_own_exits",
+    "campaign_no_fp",
+    "campaign_dataset",
+    "campaign_slow",
+    "stolen_modest",
+    "glacial_shared_cards",
+    "glacial_own_cards",
+    "adversary",
+)
 ATTACKS = {
     "mixed": {"hydra", "burst", "compromised", "slow_drip"},
     "hydra": {"hydra"},
@@ -33,6 +47,7 @@ ATTACKS = {
     "no_fp": {"hydra", "burst", "compromised", "slow_drip"},
     "surge": {"hydra"},
     "benign": set(),
+    **{name: {name} for name in CAMPAIGNS},
     **{f"honest_{g}": set() for g in LOOKALIKE_GROUPS},
 }
 REQUIRED = {"event_id": str, "ts": float, "account_id": str, "ip": str}
