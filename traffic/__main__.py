@@ -2,6 +2,7 @@
 
 usage: python -m traffic NAME OUTDIR [--seed N] [--t0 TS] [--duration S] [--scale X] [--attack-scale X]
        python -m traffic --list      the scenarios
+       python -m traffic --matrix    the robustness matrix's rows and seeds
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections import Counter
 
 from .adversary import Campaign
 from .files import write_events, write_labels
+from .matrix import HELD_OUT_SEEDS, MATRIX, TUNING_SEEDS
 from .scenarios import DEFAULT_T0, SCENARIOS, generate
 
 
@@ -28,7 +30,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--attack-scale", type=float, default=1.0, help="size of the attacks")
     p.add_argument("--plain", action="store_true", help="write uncompressed .jsonl / .json")
     p.add_argument("--list", action="store_true", help="list scenarios and exit")
+    p.add_argument("--matrix", action="store_true", help="list the robustness matrix's rows and exit")
     a = p.parse_args(argv)
+    if a.matrix:
+        print(f"tuning seeds {list(TUNING_SEEDS)}; held-out seeds {list(HELD_OUT_SEEDS)} (never tune on them)")
+        for r in MATRIX:
+            print(f"{r.kind:6} {r.name:22} {r.scenario:26} {r.description}; {r.signal or 'baseline'}")
+        return 0
     if a.list or not a.name:
         for name, desc in SCENARIOS.items():
             print(f"{name:26} {desc}")
