@@ -60,7 +60,7 @@ def cmd_simulate(a: argparse.Namespace) -> None:
 
     if a.list:
         for name, desc in traffic.SCENARIOS.items():
-            print(f"{name:14} {desc}")
+            print(f"{name:26} {desc}")
         return
     t0 = a.t0 if a.t0 is not None else (time.time() if a.kafka else 1790000000.0)
     sim = traffic.generate(a.scenario, seed=a.seed, t0=t0, duration_s=a.duration, scale=a.scale)
@@ -189,8 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--scenario", default="mixed")
     s.add_argument("--list", action="store_true", help="list the scenarios")
     s.add_argument("--seed", type=int, default=1)
-    s.add_argument("--duration", type=float, default=3600.0, help="seconds of traffic")
-    s.add_argument("--scale", type=float, default=1.0, help="size of the honest population")
+    s.add_argument("--duration", type=float, help="seconds of traffic (default: the scenario's own, mostly 3600)")
+    s.add_argument("--scale", type=float, help="size of the honest population (default: the scenario's own)")
     s.add_argument("--t0", type=float, help="start time (default: now with --kafka, else a fixed date)")
     s.add_argument("--out", help="events file (.jsonl or .jsonl.gz)")
     s.add_argument("--labels", help="labels file (.json or .json.gz), the scorer's format")

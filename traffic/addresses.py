@@ -15,6 +15,10 @@ RESIDENTIAL_ASNS = (7922, 3320, 4134, 9808, 12389, 2856, 4837, 7018, 5089, 3352,
 CLOUD_ASNS = (16509, 8075, 14061, 16276, 63949, 396982)
 BUSINESS_ASNS = (3356, 174, 1299, 6939, 2914)
 UNIVERSITY_ASNS = (2200, 680, 786, 11537, 1103, 2152)
+# mobile carriers put thousands of subscribers behind each carrier-grade NAT address
+MOBILE_ASNS = (21928, 6167, 20057, 45609, 26599, 12430)
+# hosting networks commercial VPN services rent their servers in
+VPN_ASNS = (9009, 60068, 212238, 136787, 147049, 51852)
 
 
 class Net:

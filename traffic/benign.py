@@ -1,5 +1,6 @@
 """Honest traffic a detector must leave alone: people, app back-ends, enterprises, cron jobs, NATs,
-hackathons and proxy users.
+hackathons and proxy users. People's prompts follow the shared catalog's popularity curve
+(`prompts.py`); the look-alikes of attack signals live in `lookalikes.py` and `tenants.py`.
 
 Every actor has `accounts` (known when it is built) and `streams()`, fresh
 generators of event dicts in ts order. A plan (who, where, when sessions start)
@@ -9,6 +10,7 @@ from another, so labels never depend on iterating events.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable, Iterator
 
@@ -16,7 +18,7 @@ from .accounts import Account, make_event
 from .addresses import BUSINESS_ASNS, CLOUD_ASNS, RESIDENTIAL_ASNS, UNIVERSITY_ASNS, ExitPool, Net
 from .clients import BACKEND_UAS, BROWSER_UAS, SDK_UAS, TOOL_UAS, human_tokens, human_ua, pick_model
 from .draws import geometric_count, log_uniform, lognormal, lognormal_int
-from .fingerprints import Topics, flip, payment_fp, random_fp, to_hex
+from .fingerprints import Topics, flip, payment_fp, random_fp, to_hex, up_to
 from .world import World
 
 Place = Callable[[random.Random], tuple[str, int]]
@@ -59,11 +61,21 @@ def plan_sessions(
             out.append(t)
 
 
+def customer(world: World, rng: random.Random, group: str | None, age_days: tuple[float, float]) -> Account:
+    """An honest customer's account, created log-uniform age_days before t0, with a card of its own."""
+    return Account(
+        world.ids.new(), world.days_ago(log_uniform(rng, *age_days)), group=group, payment_fp=payment_fp(rng)
+    )
+
+
 class Human:
     """One account driven by a person: sessions of a few to tens of requests at human pace.
 
     place gives the (address, ASN) of a request; with sticky it is drawn once per
-    session (a home line, a proxy's sticky session), else per request.
+    session (a home line, a proxy's sticky session), else per request. first is
+    (n, prompt, tokens) for the account's first n requests (a tutorial, an app's
+    onboarding), after which prompt and tokens take over. When the world has a model
+    release, the person starts asking for the new model at their own adoption time.
     """
 
     def __init__(
@@ -80,11 +92,14 @@ class Human:
         sticky: bool = True,
         prompt: Prompt = random_prompt,
         tokens: Tokens = human_tokens,
+        gap_bounds: tuple[float, float] = (4.0, 600.0),
+        first: tuple[int, Prompt, Tokens] | None = None,
     ) -> None:
         self.world, self.tag, self.accounts = world, tag, [account]
         self.sessions, self.place, self.ua, self.sticky = sessions, place, ua, sticky
-        self.session_len, self.gap_median = session_len, gap_median
+        self.session_len, self.gap_median, self.gap_bounds = session_len, gap_median, gap_bounds
         self.prompt, self.tokens = prompt, tokens
+        self.first = first or (0, prompt, tokens)
 
     def streams(self) -> list[Iterator[dict]]:
         return [self._events()]
@@ -93,7 +108,12 @@ class Human:
         w, acct = self.world, self.accounts[0]
         rng = w.rng(self.tag, "events")
         t0, t1, surge = w.t0, w.t1, w.rhythm.surge
+        lo, hi = self.gap_bounds
         model = pick_model(rng)
+        release = w.release
+        adopt, new_model = (release.adoption(rng), release.model) if release else (math.inf, "")
+        first_n, first_prompt, first_tokens = self.first
+        n = 0
         last = float("-inf")
         for start in self.sessions:
             t = max(start, last + 1.0)
@@ -104,15 +124,19 @@ class Human:
                 if not self.sticky:
                     ip, asn = self.place(rng)
                 if t >= t0:
-                    inp, out = self.tokens(rng)
+                    onboarding = n < first_n
+                    inp, out = (first_tokens if onboarding else self.tokens)(rng)
                     if rng.random() < 0.1:
                         model = pick_model(rng)
-                    yield make_event(acct, t, ip, asn, self.ua, model, inp, out, self.prompt(rng))
+                    m = new_model if t >= adopt and rng.random() < 0.8 else model
+                    fp = (first_prompt if onboarding else self.prompt)(rng)
+                    yield make_event(acct, t, ip, asn, self.ua, m, inp, out, fp)
+                n += 1
                 last = t
-                t += lognormal(rng, self.gap_median, 0.6, 4.0, 600.0) / surge(t)
+                t += lognormal(rng, self.gap_median, 0.6, lo, hi) / surge(t)
 
 
-def _home(net: Net, rng: random.Random) -> Place:
+def home_line(net: Net, rng: random.Random) -> Place:
     """A home line: one or two fixed IPv4 addresses, or a fresh privacy address in the /48 each session."""
     if net.version == 6:
         return lambda r: (net.host(r), net.asn)
@@ -140,10 +164,11 @@ def people(world: World, n: int, *, v6_share: float = 0.0) -> list[Human]:
                     tag,
                     acct,
                     sessions=sessions,
-                    place=_home(net, rng),
+                    place=home_line(net, rng),
                     ua=human_ua(rng),
                     session_len=rng.uniform(3.0, 18.0),
                     gap_median=log_uniform(rng, 15.0, 70.0),
+                    prompt=world.catalog.habit(rng),
                 )
             )
     return out
@@ -184,6 +209,7 @@ def corp_nat(world: World, n: int) -> list[Human]:
                     ua=ua,
                     session_len=prng.uniform(3.0, 15.0),
                     gap_median=log_uniform(prng, 20.0, 80.0),
+                    prompt=world.catalog.habit(prng),
                 )
             )
     return out
@@ -235,12 +261,7 @@ def proxy_customers(world: World, n: int, pool: ExitPool) -> list[Human]:
     for i in range(n):
         tag = f"proxy_customer/{i}"
         rng = world.rng(tag, "plan")
-        acct = Account(
-            world.ids.new(),
-            world.days_ago(log_uniform(rng, 0.5, 1500.0)),
-            group="proxy_customer",
-            payment_fp=payment_fp(rng),
-        )
+        acct = customer(world, rng, "proxy_customer", (0.5, 1500.0))
         r = world.rhythm
         sessions = plan_sessions(rng, world, log_uniform(rng, 0.4, 2.5), r.people, r.max_people)
         if sessions:
@@ -255,12 +276,13 @@ def proxy_customers(world: World, n: int, pool: ExitPool) -> list[Human]:
                     sticky=rng.random() < 0.6,
                     session_len=rng.uniform(3.0, 15.0),
                     gap_median=log_uniform(rng, 15.0, 70.0),
+                    prompt=world.catalog.habit(rng),
                 )
             )
     return out
 
 
-class _Templates:
+class Templates:
     """A back-end's prompt templates: each request is one template with its variables filled in."""
 
     def __init__(self, rng: random.Random, n: int, max_flips: int) -> None:
@@ -271,9 +293,10 @@ class _Templates:
         self.max_flips = max_flips
 
     def draw(self, rng: random.Random) -> tuple[str, int, int]:
-        fp, inp, out = rng.choice(self.items)
+        items = self.items
+        fp, inp, out = items[int(rng.random() * len(items))]
         return (
-            to_hex(flip(fp, rng.randint(0, self.max_flips), rng)),
+            to_hex(flip(fp, up_to(rng, self.max_flips), rng)),
             lognormal_int(rng, inp, 0.25, 1, 100000),
             lognormal_int(rng, out, 0.4, 1, 8192),
         )
@@ -281,25 +304,35 @@ class _Templates:
 
 class Integration:
     """An app back-end calling the API for its own users: steady rate from a few cloud addresses,
-    a handful of prompt templates, an old account."""
+    a handful of prompt templates, an old account.
 
-    def __init__(self, world: World, tag: str) -> None:
+    With egress, the app runs on a platform whose outbound traffic leaves through
+    those shared addresses (a PaaS's static egress); its account's age in days and its
+    requests a second are drawn log-uniform from age_days and rate.
+    """
+
+    def __init__(
+        self,
+        world: World,
+        tag: str,
+        *,
+        egress: tuple[list[str], int] | None = None,
+        age_days: tuple[float, float] = (60.0, 1200.0),
+        rate: tuple[float, float] = (0.01, 1.0),
+        group: str = "integration",
+    ) -> None:
         rng = world.rng(tag, "plan")
         self.world, self.tag = world, tag
-        net = world.internet.net(rng.choice(CLOUD_ASNS))
-        self.ips, self.asn = net.hosts(rng, rng.randint(1, 4)), net.asn
-        self.rate = log_uniform(rng, 0.01, 1.0)
+        if egress is None:
+            net = world.internet.net(rng.choice(CLOUD_ASNS))
+            self.ips, self.asn = net.hosts(rng, rng.randint(1, 4)), net.asn
+        else:
+            self.ips, self.asn = egress
+        self.rate = log_uniform(rng, *rate)
         self.coupling = rng.uniform(0.2, 0.8)
         self.ua, self.model = rng.choice(BACKEND_UAS), pick_model(rng)
-        self.templates = _Templates(rng, rng.randint(2, 8), 3)
-        self.accounts = [
-            Account(
-                world.ids.new(),
-                world.days_ago(log_uniform(rng, 60.0, 1200.0)),
-                group="integration",
-                payment_fp=payment_fp(rng),
-            )
-        ]
+        self.templates = Templates(rng, rng.randint(2, 8), 3)
+        self.accounts = [customer(world, rng, group, age_days)]
 
     def streams(self) -> list[Iterator[dict]]:
         return [self._events()]
@@ -326,15 +359,8 @@ class Heavy:
         self.exits = [(ip, n.asn) for n in nets for ip in n.hosts(rng, rng.randint(5, 15))]
         self.rate = rng.uniform(2.0, 8.0)
         self.ua = rng.choice(SDK_UAS)
-        self.templates = _Templates(rng, rng.randint(20, 60), 6)
-        self.accounts = [
-            Account(
-                world.ids.new(),
-                world.days_ago(log_uniform(rng, 120.0, 1500.0)),
-                group="heavy",
-                payment_fp=payment_fp(rng),
-            )
-        ]
+        self.templates = Templates(rng, rng.randint(20, 60), 6)
+        self.accounts = [customer(world, rng, "heavy", (120.0, 1500.0))]
 
     def streams(self) -> list[Iterator[dict]]:
         return [self._events()]
@@ -348,7 +374,7 @@ class Heavy:
             if rng.random() < 0.7:
                 fp, inp, out = self.templates.draw(rng)
             else:
-                fp, (inp, out) = random_prompt(rng), human_tokens(rng)
+                fp, (inp, out) = w.catalog.draw(rng), human_tokens(rng)
             yield make_event(acct, t, ip, asn, self.ua, pick_model(rng), inp, out, fp)
             t += rng.expovariate(self.rate * w.rhythm.machines(t, 0.3))
 
@@ -368,15 +394,8 @@ class Batch:
         # the first run falls inside the window, even in a short scenario
         self.first = world.t0 + rng.uniform(-0.5 * run_s, min(self.period, 0.5 * world.duration))
         self.ua, self.model = rng.choice(BACKEND_UAS), rng.choice(("medium", "small", "large"))
-        self.template = _Templates(rng, rng.randint(1, 3), 8)
-        self.accounts = [
-            Account(
-                world.ids.new(),
-                world.days_ago(log_uniform(rng, 60.0, 1200.0)),
-                group="batch",
-                payment_fp=payment_fp(rng),
-            )
-        ]
+        self.template = Templates(rng, rng.randint(1, 3), 8)
+        self.accounts = [customer(world, rng, "batch", (60.0, 1200.0))]
 
     def streams(self) -> list[Iterator[dict]]:
         return [self._events()]

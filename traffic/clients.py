@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import random
+from dataclasses import dataclass
 
-from .draws import lognormal, lognormal_int
+from .draws import log_uniform, lognormal, lognormal_int
 
 BROWSER_UAS = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
@@ -37,6 +39,30 @@ MODELS = ("large", "medium", "small")
 _MODEL_WEIGHTS = (0.5, 0.35, 0.15)
 
 
+@dataclass(frozen=True, slots=True)
+class Release:
+    """A model released at ts: honest users adopt it one by one, over hours to weeks; some never do.
+
+    People try a new model when they hear of it, so adoption spreads from the release
+    on; a campaign that needs the new model's answers switches all its accounts at once.
+
+    >>> rel = Release("large-2", 1000.0)
+    >>> r = random.Random(1)
+    >>> times = [rel.adoption(r) for _ in range(1000)]
+    >>> min(times) >= 1000.0, 0.1 < sum(t < 1000.0 + 6 * 3600 for t in times) / 1000 < 0.6
+    (True, True)
+    """
+
+    model: str
+    ts: float
+
+    def adoption(self, rng: random.Random) -> float:
+        """When one honest user starts asking for the new model (inf: not this month)."""
+        if rng.random() < 0.3:
+            return math.inf
+        return self.ts + log_uniform(rng, 300.0, 30 * 86400.0)
+
+
 def human_ua(rng: random.Random) -> str:
     """The user agent of a person: mostly a browser-based app, else an SDK script or curl."""
     x = rng.random()
@@ -62,3 +88,13 @@ def human_tokens(rng: random.Random) -> tuple[int, int]:
 def harvest_tokens(rng: random.Random) -> tuple[int, int]:
     """(input, output) tokens of a distillation request: modest question, long answer."""
     return int(rng.uniform(300.0, 900.0)), int(lognormal(rng, 2900.0, 0.2, 2000.0, 4000.0))
+
+
+def long_answer_tokens(rng: random.Random) -> tuple[int, int]:
+    """(input, output) tokens of someone who asks for a long answer: an essay, a whole program, a report.
+
+    >>> r = random.Random(2)
+    >>> sum(o / i for i, o in (long_answer_tokens(r) for _ in range(1000))) / 1000 > 3
+    True
+    """
+    return lognormal_int(rng, 300.0, 0.7, 15, 4000), lognormal_int(rng, 2400.0, 0.4, 600, 8192)

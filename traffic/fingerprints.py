@@ -27,9 +27,25 @@ def flip(fp: int, k: int, rng: random.Random) -> int:
     """
     if k <= 0:
         return fp
-    for b in rng.sample(_BITS, k):
-        fp ^= b
-    return fp
+    if k > 16:
+        for b in rng.sample(_BITS, k):
+            fp ^= b
+        return fp
+    # a few bits: draw positions until k distinct ones are set (much faster than sample for small k)
+    mask, bits = 0, rng.getrandbits
+    while mask.bit_count() < k:
+        mask |= 1 << bits(6)
+    return fp ^ mask
+
+
+def up_to(rng: random.Random, k: int) -> int:
+    """A whole number from 0 to k, uniformly (randint's draw, at a fraction of its cost).
+
+    >>> r = random.Random(1)
+    >>> sorted({up_to(r, 3) for _ in range(200)})
+    [0, 1, 2, 3]
+    """
+    return int(rng.random() * (k + 1))
 
 
 def to_hex(fp: int) -> str:
@@ -60,7 +76,8 @@ class Topics:
         self.max_flips = max_flips
 
     def sample(self, rng: random.Random) -> str:
-        return to_hex(flip(rng.choice(self.centres), rng.randint(0, self.max_flips), rng))
+        centres = self.centres
+        return to_hex(flip(centres[int(rng.random() * len(centres))], up_to(rng, self.max_flips), rng))
 
 
 def payment_fp(rng: random.Random) -> str:

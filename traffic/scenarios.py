@@ -1,8 +1,12 @@
-"""Named scenarios: which benign population and which attacks share an hour (or a day).
+"""Named scenarios: which honest population and which attacks share an hour (or six).
 
 Every scenario draws its sizes, rates and onsets from its seed, so two seeds of
 one scenario are two different incidents of the same kind. Attacks start at a
-random moment in the first third of the window, after some warm-up.
+random moment in the first third of the window, after some warm-up. Every
+scenario's honest population holds the long-standing groups and every look-alike
+of an attack signal (background.py); the `honest_*` scenarios enlarge one
+look-alike, the `campaign*`, `stolen_modest`, `glacial_*` and `adversary` ones run
+one campaign of variants.py.
 
 >>> sim = generate("burst", seed=3, duration_s=600.0, scale=0.02, attack_scale=0.2)
 >>> groups = {v["group"] for v in sim.labels()["accounts"].values() if v["label"] == "attack"}
@@ -14,64 +18,39 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 
 from .addresses import ExitPool
+from .adversary import Campaign
 from .attacks import Burst, Compromised, Hydra, SlowDrip
-from .benign import Batch, Heavy, Integration, corp_nat, hackathon, people, proxy_customers
+from .background import LOOKALIKES, lookalikes, onset, population, sized
+from .clients import Release
 from .draws import log_uniform
+from .providers import Providers
 from .rhythm import Rhythm
 from .simulation import Actor, Simulation
+from .variants import VARIANTS
 from .world import World
 
 DEFAULT_T0 = 1790000000.0
+NEW_MODEL = "large-2"
 
-SCENARIOS: dict[str, str] = {
-    "mixed": "all benign groups plus hydra, burst, compromised keys and a slow drip",
-    "hydra": "all benign groups plus a distillation campaign of fresh accounts over a proxy's exits",
-    "hydra_churn": "all benign groups plus a hydra whose accounts live only minutes (fast replacement)",
-    "slow_drip": "all benign groups plus hundreds of fresh accounts, each slow and on its own residential exit",
-    "compromised": "all benign groups plus old accounts driven from one datacenter /24 at ~1 rps each",
-    "burst": "all benign groups plus old accounts jumping to 10-25 rps for minutes",
-    "ipv6": "all benign groups (some people on IPv6) plus hydra and drip over IPv6 exits",
-    "no_fp": "the mixed scenario as seen by a gateway that sends no prompt_fp and no payment_fp",
-    "surge": "all benign groups with a 20-minute launch-day surge (x3) plus a hydra",
-    "benign": "all benign groups, no attack",
-}
+Build = Callable[[World, float, float], list[Actor]]
 
 
-def _n(base: float, scale: float, floor: int) -> int:
-    return max(floor, round(base * scale))
+@dataclass(frozen=True)
+class Scenario:
+    """A named scenario: one line of description, how to build its actors (world, scale,
+    attack_scale), the duration and honest-population scale it is meant to run at, and the
+    family whose random streams it shares (its own name if None): scenarios of one family
+    have, seed for seed, the same day's rhythm and honest population."""
 
-
-def _onset(rng: random.Random, world: World) -> float:
-    d = world.duration
-    return world.t0 + rng.uniform(min(120.0, 0.1 * d), d / 3.0)
-
-
-def _exit_pool(world: World, v6: bool = False) -> ExitPool:
-    rng = world.rng("proxy_service", "plan")
-    return ExitPool(
-        world.internet,
-        rng,
-        residential_nets=round(log_uniform(rng, 150, 600)),
-        datacenter_nets=rng.randint(10, 40),
-        v6=v6,
-    )
-
-
-def benign_background(world: World, scale: float, pool: ExitPool, *, v6_share: float = 0.0) -> list[Actor]:
-    """Every benign group: people, back-ends, heavy customers, cron jobs, a NAT, a hackathon, proxy users."""
-    rng = world.rng("background", "plan")
-    actors: list[Actor] = []
-    actors += people(world, _n(3000, scale, 20), v6_share=v6_share)
-    actors += [Integration(world, f"integration/{i}") for i in range(_n(120, scale, 3))]
-    actors += [Heavy(world, f"heavy/{i}") for i in range(_n(rng.randint(1, 3), scale, 1))]
-    actors += [Batch(world, f"batch/{i}") for i in range(_n(rng.randint(4, 8), scale, 1))]
-    actors += corp_nat(world, _n(rng.randint(100, 400), scale, 8))
-    actors += hackathon(world, max(8, round(rng.randint(20, 80) * min(1.0, 3 * scale))))
-    actors += proxy_customers(world, _n(rng.randint(50, 150), scale, 5), pool)
-    return actors
+    description: str
+    build: Build
+    duration_s: float = 3600.0
+    scale: float = 1.0
+    family: str | None = None
 
 
 def _hydra(world: World, pool: ExitPool, k: float, *, churn: bool = False, tag: str = "hydra") -> Hydra:
@@ -81,20 +60,20 @@ def _hydra(world: World, pool: ExitPool, k: float, *, churn: bool = False, tag: 
             world,
             tag,
             pool,
-            onset=_onset(rng, world),
-            concurrency=_n(log_uniform(rng, 300, 1500), k, 10),
+            onset=onset(rng, world),
+            concurrency=sized(log_uniform(rng, 300, 1500), k, 10),
             life_min=(1.0, 6.0),
             created_before_min=(2.0, 60.0),
         )
     return Hydra(
-        world, tag, pool, onset=_onset(rng, world), concurrency=_n(log_uniform(rng, 100, 800), k, 10)
+        world, tag, pool, onset=onset(rng, world), concurrency=sized(log_uniform(rng, 100, 800), k, 10)
     )
 
 
 def _drip(world: World, k: float, *, v6: bool = False, size: tuple[float, float] = (300, 1500)) -> SlowDrip:
     rng = world.rng("slow_drip", "size")
     return SlowDrip(
-        world, "slow_drip", onset=_onset(rng, world), accounts=_n(log_uniform(rng, *size), k, 20), v6=v6
+        world, "slow_drip", onset=onset(rng, world), accounts=sized(log_uniform(rng, *size), k, 20), v6=v6
     )
 
 
@@ -109,21 +88,23 @@ def _compromised(
     return Compromised(
         world,
         "compromised",
-        onset=_onset(rng, world),
-        accounts=_n(log_uniform(rng, *size), k, 10),
+        onset=onset(rng, world),
+        accounts=sized(log_uniform(rng, *size), k, 10),
         run_min=run_min,
     )
 
 
 def _burst(world: World, k: float, *, size: tuple[int, int] = (1, 4)) -> Burst:
     rng = world.rng("burst", "size")
-    return Burst(world, "burst", onset=_onset(rng, world), accounts=_n(rng.randint(*size), k, 1))
+    return Burst(world, "burst", onset=onset(rng, world), accounts=sized(rng.randint(*size), k, 1))
 
 
-def _build(kind: str, world: World, scale: float, k: float) -> list[Actor]:
+def _legacy(kind: str, world: World, scale: float, k: float) -> list[Actor]:
+    """The first scenarios: the hydra, slow drip, compromised keys and bursts, alone or together."""
     v6 = kind == "ipv6"
-    pool = _exit_pool(world, v6=v6)
-    actors = benign_background(world, scale, pool, v6_share=0.3 if v6 else 0.0)
+    providers = Providers(world, v6_proxy=v6)
+    pool = providers.proxy
+    actors = population(world, scale, providers, v6_share=0.3 if v6 else 0.0)
     if kind in ("mixed", "no_fp"):
         actors += [
             _hydra(world, pool, k),
@@ -131,6 +112,7 @@ def _build(kind: str, world: World, scale: float, k: float) -> list[Actor]:
             _drip(world, k, size=(200, 800)),
             _compromised(world, k, size=(20, 60), run_min=(15.0, 40.0)),
         ]
+        world.fingerprints = kind != "no_fp"
     elif kind in ("hydra", "surge", "ipv6"):
         actors.append(_hydra(world, pool, k))
         if v6:
@@ -143,7 +125,60 @@ def _build(kind: str, world: World, scale: float, k: float) -> list[Actor]:
         actors.append(_compromised(world, k))
     elif kind == "burst":
         actors.append(_burst(world, k, size=(2, 6)))
-    return actors
+    # built after the attacks, so the attacks draw the same addresses and ids as before they existed
+    return actors + lookalikes(world, scale, providers)
+
+
+def _campaign(name: str, world: World, scale: float, k: float) -> list[Actor]:
+    """The honest population and one campaign of variants.py, labelled with the variant's name."""
+    variant = VARIANTS[name]
+    providers = Providers(world)
+    actors = population(world, scale, providers)
+    rng = world.rng(variant.family, "size")
+    tactics = variant.tactics(rng, world.duration, k)
+    if tactics.model_switch:
+        world.release = Release(NEW_MODEL, world.t0 + rng.uniform(0.25, 0.5) * world.duration)
+    world.fingerprints = tactics.fingerprints
+    start = onset(rng, world, latest=variant.latest)
+    actors.append(Campaign(world, variant.family, tactics, providers, onset=start, group=name))
+    return actors + lookalikes(world, scale, providers)
+
+
+def _honest(look: str | None, world: World, scale: float, k: float) -> list[Actor]:
+    """The honest population with one look-alike enlarged five times (or none), no attack."""
+    providers = Providers(world)
+    return population(world, scale, providers) + lookalikes(world, scale, providers, enlarge=look)
+
+
+_LEGACY = {
+    "mixed": "all benign groups plus hydra, burst, compromised keys and a slow drip",
+    "hydra": "all benign groups plus a distillation campaign of fresh accounts over a proxy's exits",
+    "hydra_churn": "all benign groups plus a hydra whose accounts live only minutes (fast replacement)",
+    "slow_drip": "all benign groups plus hundreds of fresh accounts, each slow and on its own residential exit",
+    "compromised": "all benign groups plus old accounts driven from one datacenter /24 at ~1 rps each",
+    "burst": "all benign groups plus old accounts jumping to 10-25 rps for minutes",
+    "ipv6": "all benign groups (some people on IPv6) plus hydra and drip over IPv6 exits",
+    "no_fp": "the mixed scenario as seen by a gateway that sends no prompt_fp and no payment_fp",
+    "surge": "all benign groups with a 20-minute launch-day surge (x3) plus a hydra",
+}
+
+SCENARIO_SPECS: dict[str, Scenario] = {
+    **{name: Scenario(desc, partial(_legacy, name)) for name, desc in _LEGACY.items()},
+    **{
+        name: Scenario(
+            f"benign groups plus {v.description}", partial(_campaign, name), v.duration_s, v.scale, v.family
+        )
+        for name, v in VARIANTS.items()
+    },
+    **{
+        f"honest_{name}": Scenario(
+            f"benign groups with {name} x5 ({look.resembles}), no attack", partial(_honest, name), family="benign"
+        )
+        for name, look in LOOKALIKES.items()
+    },
+    "benign": Scenario("all benign groups, no attack", partial(_honest, None)),
+}
+SCENARIOS: dict[str, str] = {name: spec.description for name, spec in SCENARIO_SPECS.items()}
 
 
 def _rhythm(name: str, rng: random.Random, t0: float, duration: float, peak_hour: float | None) -> Rhythm:
@@ -158,35 +193,35 @@ def _rhythm(name: str, rng: random.Random, t0: float, duration: float, peak_hour
     )
 
 
-BUILDERS: dict[str, Callable[[World, float, float], list[Actor]]] = {
-    name: partial(_build, name) for name in SCENARIOS
-}
-
-
 def generate(
     name: str,
     *,
     seed: int = 1,
     t0: float = DEFAULT_T0,
-    duration_s: float = 3600.0,
-    scale: float = 1.0,
+    duration_s: float | None = None,
+    scale: float | None = None,
     attack_scale: float = 1.0,
     peak_hour: float | None = None,
 ) -> Simulation:
-    """Build the named scenario; scale sizes the benign population, attack_scale the attacks.
+    """Build the named scenario; scale sizes the honest population, attack_scale the attacks.
 
-    peak_hour (UTC) is when honest traffic peaks; random per seed unless given.
+    duration_s and scale default to the scenario's own (an hour at scale 1, six hours
+    at scale 0.25 for the glacial ones). peak_hour (UTC) is when honest traffic peaks;
+    random per seed unless given.
 
     At scale 1 an hour of "mixed" holds a few hundred thousand events; scale 0.05
     with attack_scale 0.1 gives a few thousand, for unit tests.
     """
-    if name not in SCENARIOS:
+    spec = SCENARIO_SPECS.get(name)
+    if spec is None:
         raise KeyError(f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}")
+    duration_s = spec.duration_s if duration_s is None else duration_s
+    scale = spec.scale if scale is None else scale
     if duration_s <= 0 or scale <= 0 or attack_scale <= 0:
         raise ValueError(
             f"duration_s, scale and attack_scale must be > 0, got {duration_s}, {scale}, {attack_scale}"
         )
-    rng = random.Random(f"{seed}/{name}/rhythm")
+    rng = random.Random(f"{seed}/{spec.family or name}/rhythm")
     world = World(seed=seed, t0=t0, duration=duration_s, rhythm=_rhythm(name, rng, t0, duration_s, peak_hour))
-    actors = BUILDERS[name](world, scale, attack_scale)
-    return Simulation(name, f"{name}{seed}", t0, duration_s, actors, strip_fingerprints=name == "no_fp")
+    actors = spec.build(world, scale, attack_scale)
+    return Simulation(name, f"{name}{seed}", t0, duration_s, actors, strip_fingerprints=not world.fingerprints)

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import random
+from functools import cached_property
 
 from .accounts import AccountIds
 from .addresses import Internet
+from .clients import Release
+from .prompts import PromptCatalog
 from .rhythm import DAY, Rhythm
 
 
 class World:
-    """Shared state of one scenario build: [t0, t1), a rhythm, an address allocator and an id source.
+    """Shared state of one scenario build: [t0, t1), a rhythm, an address allocator, an id source,
+    the catalog of prompts people share, a model release if the scenario has one, and whether the
+    gateway sends prompt and payment fingerprints.
 
     Every actor draws from its own named rng (`world.rng("person", 17, "plan")`),
     so adding an actor does not reshuffle the others, and a plan (accounts,
@@ -30,6 +35,13 @@ class World:
         self.rhythm = rhythm or Rhythm()
         self.internet = Internet(self.rng("internet"))
         self.ids = AccountIds(self.rng("ids"))
+        self.release: Release | None = None
+        self.fingerprints = True
+
+    @cached_property
+    def catalog(self) -> PromptCatalog:
+        """The prompts many people send (quick-starts, templates), by popularity."""
+        return PromptCatalog(self.rng("prompt_catalog"))
 
     def rng(self, *parts: object) -> random.Random:
         # string seeds go through SHA-512 in random.seed, so they are stable across runs and platforms

@@ -4,6 +4,7 @@ from collections import defaultdict
 from functools import cache
 
 import pytest
+from traffic_helpers import max_in_window, per_account
 
 import traffic
 from traffic.scenarios import DEFAULT_T0
@@ -11,6 +12,30 @@ from traffic.scenarios import DEFAULT_T0
 DURATION = 1200.0
 PEAK = (DEFAULT_T0 % 86400) / 3600  # daytime, so office and people groups are busy in a short window
 BENIGN = {"plain", "integration", "heavy", "batch", "corp_nat", "hackathon", "proxy_customer"}
+LOOKALIKE_GROUPS = {
+    "rotating_newcomer",
+    "long_answers",
+    "signup_wave",
+    "org_seats",
+    "agent_tool",
+    "ci_runners",
+    "paas_egress",
+    "serverless_fleet",
+}
+CAMPAIGNS = (
+    "campaign",
+    "campaign_aged",
+    "campaign_low_ratio",
+    "campaign_own_cards",
+    "campaign_own_exits",
+    "campaign_no_fp",
+    "campaign_dataset",
+    "campaign_slow",
+    "stolen_modest",
+    "glacial_shared_cards",
+    "glacial_own_cards",
+    "adversary",
+)
 ATTACKS = {
     "mixed": {"hydra", "burst", "compromised", "slow_drip"},
     "hydra": {"hydra"},
@@ -22,6 +47,8 @@ ATTACKS = {
     "no_fp": {"hydra", "burst", "compromised", "slow_drip"},
     "surge": {"hydra"},
     "benign": set(),
+    **{name: {name} for name in CAMPAIGNS},
+    **{f"honest_{g}": set() for g in LOOKALIKE_GROUPS},
 }
 REQUIRED = {"event_id": str, "ts": float, "account_id": str, "ip": str}
 OPTIONAL = {
@@ -108,7 +135,9 @@ def test_labels_cover_accounts_and_promised_groups(name):
         else:
             assert lab["label"] == "benign" and lab["onset"] is None
     groups = {(accounts[a]["label"], accounts[a]["group"] or "plain") for a in seen}
-    assert groups == {("benign", g) for g in BENIGN} | {("attack", g) for g in ATTACKS[name]}
+    assert {g for label, g in groups if label == "attack"} == ATTACKS[name]
+    # in a 20-minute window a look-alike may happen to be quiet (no CI run, no sign-up yet)
+    assert BENIGN <= {g for label, g in groups if label == "benign"} <= BENIGN | LOOKALIKE_GROUPS
 
 
 def test_same_seed_same_events_other_seed_other_events():
@@ -131,22 +160,6 @@ def test_ipv6_scenario_has_ipv6_attack_exits_and_some_ipv6_people():
         assert all(ipaddress.ip_address(ev["ip"]).version == 6 for ev in g[name])
     assert any(ipaddress.ip_address(ev["ip"]).version == 6 for ev in g["plain"])
     assert any(ipaddress.ip_address(ev["ip"]).version == 4 for ev in g["plain"])
-
-
-def max_in_window(ts, width):
-    best, j = 0, 0
-    for i, t in enumerate(ts):
-        while ts[j] <= t - width:
-            j += 1
-        best = max(best, i - j + 1)
-    return best
-
-
-def per_account(events):
-    out = defaultdict(list)
-    for ev in events:
-        out[ev["account_id"]].append(ev)
-    return out
 
 
 @pytest.mark.parametrize("name", ["hydra", "hydra_churn"])
