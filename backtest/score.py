@@ -106,7 +106,8 @@ class _Group:
         self.first_stops: dict[str, dict[str, Any]] = {}  # with explain: per account hit, what stopped it
 
 
-def _is_attack(g: str) -> bool:
+def is_attack_group(g: str) -> bool:
+    """Whether a report's group is attack traffic after its onset (the groups leakage is measured on)."""
     return g.startswith("attack:") and not g.endswith(":pre_onset")
 
 
@@ -172,7 +173,7 @@ def _rows(groups: dict[str, _Group], onset_of: dict[str, float], name_of: dict[s
         c = groups[g]
         row: dict[str, Any] = {"events": c.events, "covered_events": c.covered, "accounts": len(c.accounts),
                                "accounts_hit": len(c.hit)}
-        if _is_attack(g):
+        if is_attack_group(g):
             row["leakage"] = round(1 - c.covered / max(1, c.events), 4)
             row["account_recall"] = round(len(c.hit) / max(1, len(c.accounts)), 4)
             row["time_to_first_enforcement_s"] = (round(c.first_hit - onsets[g], 1)
@@ -185,7 +186,7 @@ def _rows(groups: dict[str, _Group], onset_of: dict[str, float], name_of: dict[s
 
 
 def _summary(groups: dict[str, _Group], enforcement: Enforcement, scope_hits: dict[str, int]) -> dict[str, Any]:
-    att = [c for g, c in groups.items() if _is_attack(g)]
+    att = [c for g, c in groups.items() if is_attack_group(g)]
     ben = [c for g, c in groups.items() if g.startswith("benign:")]
     ben_accounts = sum(len(c.accounts) for c in ben)
     return {
@@ -210,7 +211,7 @@ def _explain(groups: dict[str, _Group]) -> dict[str, dict]:
         c = groups[g]
         if g.startswith("benign:"):
             out[g] = {"accounts_hit": dict(sorted(c.first_stops.items(), key=lambda kv: kv[1]["ts"]))}
-        elif _is_attack(g):
+        elif is_attack_group(g):
             out[g] = {"accounts_never_hit": sorted(c.accounts - c.hit)}
     return out
 
