@@ -161,11 +161,12 @@ class _Run:
     seed: int | None
 
 
-def _job(args: tuple[_Run, Path, float, float, Path, str | None, str]) -> dict[str, Any]:
+def _job(args: tuple[_Run, Path | None, float, float, Path, str | None, str]) -> dict[str, Any]:
     run, dev, duration, scale, out, config, arrival = args
     where = out / ("dev" if run.scenario is None else f"sim-{simulator_version()}")
     where.mkdir(parents=True, exist_ok=True)
     if run.scenario is None:
+        assert dev is not None, "the dev hour's run is made only when there is one"
         events, labels = dev / "events.jsonl.gz", dev / "labels.json.gz"
     else:
         events, labels = _generate(run.scenario, run.seed or 0, duration, scale, where)
@@ -179,7 +180,7 @@ def evaluate(rows: tuple[RowLike, ...], seeds: tuple[int, ...], dev: Path | None
     """Every row over every seed (and the dev hour, if ``dev`` is given): one result per run, in order."""
     runs = [_Run("dev hour", None, "attack", None)] if dev is not None else []
     runs += [_Run(r.name, r.scenario, r.kind, seed) for r in rows for seed in seeds]
-    args = [(run, dev or Path(), duration, scale, out, config, arrival) for run in runs]
+    args = [(run, dev, duration, scale, out, config, arrival) for run in runs]
     if jobs <= 1:
         return [_job(a) for a in args]
     with ProcessPoolExecutor(max_workers=jobs) as pool:
