@@ -3,7 +3,8 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-EVAL ?= ../shared/eval
+SEEDS ?= 11 12
+DEV ?=
 SOAK_MINUTES ?= 10
 ARRIVAL ?= in-order
 export PYTHONDONTWRITEBYTECODE=1
@@ -37,8 +38,8 @@ lint: $(STAMP)  ## ruff lint, mypy on detectors/
 docs: $(STAMP)  ## regenerate what the rule registry writes: the README's rule table, deploy/config/thresholds.yaml
 	$(BIN)/python -m lab.docs
 
-eval: $(STAMP)  ## detection quality table: replay + scorer on the dev hour and simulated scenarios (ARRIVAL=out-of-step: as a worker reads them)
-	$(BIN)/python -m lab.evaluate --eval-dir $(EVAL) --arrival $(ARRIVAL)
+eval: $(STAMP)  ## robustness matrix: replay + scorer on simulated scenarios for SEEDS (11 12), the dev hour if beside the repo (DEV=dir; ARRIVAL=out-of-step: as a worker reads them)
+	$(BIN)/python -m lab.evaluate --seeds $(SEEDS) --arrival $(ARRIVAL) $(if $(DEV),--dev $(DEV))
 
 bench: $(STAMP)  ## throughput, latency, memory and recovery benchmark through the real broker
 	$(BIN)/python -m lab.bench

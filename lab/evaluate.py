@@ -1,33 +1,109 @@
-"""Detection quality table: replay + the shared scorer on the dev hour and simulated scenarios.
+"""Detection quality (``make eval``): replay and the project's scorer over rows of scenarios and several seeds.
 
-For each scenario: generate labelled traffic (cached under ``out/eval``), replay it
-through the detector, score the decisions with ``../shared/eval/score.py`` and do
-the same for the static-limit baseline. Prints a Markdown table and writes the
-full scores to ``out/eval/results.json``. With ``--arrival out-of-step`` the
-detector reads each file in the order a worker reads round-robin partitions
-(``traffic.arrival``), while the scorer still reads it in time order.
+A row names a scenario of the simulator and what it holds (``kind``: ``attack`` or
+``honest``); every row runs once per seed, and the dev hour (``../shared/eval/dev``)
+once more when it is beside the repository. Each run generates the labelled traffic
+(cached under ``out/eval/sim-<simulator version>``), replays it through the detector,
+scores the decisions with ``backtest.score`` and does the same for the static-limit
+baseline (``backtest.baseline``). Prints the seeds and what was left out, then the
+robustness matrix (``lab.robustness``); writes the full reports to
+``out/eval/results.json`` and the matrix to ``out/eval/matrix.json``. With
+``--arrival out-of-step`` the detector reads each file in the order a worker reads
+round-robin partitions (``traffic.arrival``), while the scorer reads it in time order.
+
+Rows come from ``--scenarios`` (one row each, named after it) or from ``--rows
+module:NAME``, any sequence of objects with ``.name``, ``.scenario`` and ``.kind``.
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
+import hashlib
+import importlib
 import json
-import subprocess
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
+from lab.robustness import markdown, matrix
+
+ROOT = Path(__file__).resolve().parents[1]
+DEV_DIR = ROOT.parent / "shared" / "eval" / "dev"  # the reference's dev hour, when it is beside the repository
+DEFAULT_SEEDS = (11, 12)
 DEFAULT_SCENARIOS = ("mixed", "hydra", "hydra_churn", "slow_drip", "compromised", "burst", "ipv6", "no_fp",
                      "surge", "benign")
+KINDS = ("attack", "honest")
+
+
+class RowLike(Protocol):
+    """What the runner reads of a row (``traffic.matrix`` rows have a description too)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def scenario(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of the matrix: its name, the simulator's scenario behind it, and whether it holds an attack."""
+
+    name: str
+    scenario: str
+    kind: str = "attack"
+    description: str = ""
+
+
+def scenario_rows(names: tuple[str, ...] | list[str]) -> tuple[Row, ...]:
+    """One row per scenario, named after it; ``benign`` is the honest one.
+
+    >>> scenario_rows(["burst", "benign"])[1]
+    Row(name='benign', scenario='benign', kind='honest', description='')
+    """
+    return tuple(Row(n, n, "honest" if n == "benign" else "attack") for n in names)
+
+
+DEFAULT_ROWS = scenario_rows(DEFAULT_SCENARIOS)
+
+
+def load_rows(spec: str) -> tuple[RowLike, ...]:
+    """Rows named ``module:NAME`` (e.g. ``traffic.matrix:MATRIX``), checked for what the runner needs."""
+    module, _, attr = spec.partition(":")
+    try:
+        rows = tuple(getattr(importlib.import_module(module), attr or "MATRIX"))
+    except (ImportError, AttributeError, TypeError) as exc:
+        raise ValueError(f"--rows {spec}: {exc}") from None
+    for r in rows:
+        if not all(isinstance(getattr(r, f, None), str) for f in ("name", "scenario", "kind")) or r.kind not in KINDS:
+            raise ValueError(f"--rows {spec}: {r!r} is not a row (name, scenario, kind in {KINDS})")
+    return rows
+
+
+def simulator_version() -> str:
+    """A digest of the simulator's source: generated traffic is cached per version, so a changed
+    simulator never scores stale files."""
+    import traffic
+
+    h = hashlib.blake2b(digest_size=5)
+    src = Path(traffic.__file__).parent
+    for p in sorted(src.rglob("*.py")):
+        h.update(str(p.relative_to(src)).encode() + b"\0" + p.read_bytes())
+    return h.hexdigest()
 
 
 def _generate(name: str, seed: int, duration: float, scale: float, out: Path) -> tuple[Path, Path]:
+    """The scenario's events and labels in ``out``, generated once."""
     import traffic
     from traffic.files import write_events, write_labels
 
-    ev = out / f"{name}-s{seed}.jsonl.gz"
-    lab = out / f"{name}-s{seed}.labels.json.gz"
+    stem = f"{name}-s{seed}" + ("" if (duration, scale) == (3600.0, 1.0) else f"-d{duration:g}-x{scale:g}")
+    ev, lab = out / f"{stem}.jsonl.gz", out / f"{stem}.labels.json.gz"
     if not (ev.exists() and lab.exists()):
         sim = traffic.generate(name, seed=seed, duration_s=duration, scale=scale)
         write_labels(sim.labels(), str(lab))
@@ -36,28 +112,15 @@ def _generate(name: str, seed: int, duration: float, scale: float, out: Path) ->
     return ev, lab
 
 
-def score_file(score_py: Path, events: str | Path, labels: str | Path, decisions: Path) -> dict:
-    """The shared scorer's full report for one decisions file."""
-    out = subprocess.run([sys.executable, str(score_py), str(events), str(labels), str(decisions)],
-                         check=True, capture_output=True, text=True)
-    return json.loads(out.stdout)
-
-
-def _baseline(eval_dir: Path, events: Path, out: Path) -> Path:
-    dec = out / (events.name.replace(".jsonl.gz", "") + ".baseline.jsonl")
-    if not dec.exists():
-        with open(dec, "wb") as f:
-            subprocess.run([sys.executable, str(eval_dir / "baseline_static.py"), str(events)], check=True, stdout=f)
-    return dec
+def _stem(events: Path) -> str:
+    return events.name.removesuffix(".gz").removesuffix(".jsonl")
 
 
 def _as_read(events: Path, out: Path) -> Path:
     """The events file in the order a worker reads it (``traffic.arrival.out_of_step``), written once."""
-    import gzip
-
     from traffic.arrival import out_of_step
 
-    path = out / (events.name.replace(".jsonl.gz", "") + ".out-of-step.jsonl.gz")
+    path = out / f"{_stem(events)}.out-of-step.jsonl.gz"
     if not path.exists():
         with gzip.open(events, "rb") as f:
             lines = [line if line.endswith(b"\n") else line + b"\n" for line in f if line.strip()]
@@ -68,65 +131,70 @@ def _as_read(events: Path, out: Path) -> Path:
     return path
 
 
-def run_one(name: str, events: Path, labels: Path, eval_dir: Path, out: Path, config: str | None,
-            arrival: str = "in-order") -> dict:
-    """Replay ``events`` (read in their file's order, or ``out-of-step`` as a worker reads round-robin
-    partitions) and score the decisions; the scorer always reads the events in order."""
+def run_one(events: Path, labels: Path, out: Path, config: str | None, arrival: str = "in-order") -> dict[str, Any]:
+    """Replay ``events`` (in their file's order, or ``out-of-step`` as a worker reads round-robin partitions)
+    and score the decisions and the static baseline's; the scorer always reads the events in order."""
+    from backtest.baseline import write_baseline
     from backtest.replay import ReplayStats, replay_to_file
+    from backtest.score import score
     from detectors.config import load_config
 
     read = events if arrival == "in-order" else _as_read(events, out)
     suffix = "" if arrival == "in-order" else f".{arrival}"
-    dec = out / (events.name.replace(".jsonl.gz", "") + f"{suffix}.decisions.jsonl")
+    dec = out / f"{_stem(events)}{suffix}.decisions.jsonl"
     stats = ReplayStats()
     t = time.perf_counter()
     with open(dec, "wb") as f:
-        replay_to_file(read, load_config(config), f, stats)
+        decisions = replay_to_file(read, load_config(config), f, stats)
     elapsed = time.perf_counter() - t
-    ours = score_file(eval_dir / "score.py", events, labels, dec)
-    base = score_file(eval_dir / "score.py", events, labels, _baseline(eval_dir, events, out))
-    return {"scenario": name, "events": stats.events, "replay_s": round(elapsed, 1), "ours": ours,
-            "baseline": base}
+    base = out / f"{_stem(events)}.baseline.jsonl"
+    write_baseline(events, base)
+    return {"events": stats.events, "replay_s": round(elapsed, 1),
+            "ours": score(events, labels, decisions, explain=True), "baseline": score(events, labels, base)}
 
 
-def _job(args: tuple) -> dict:
-    name, seed, duration, scale, eval_dir, out, config, arrival = args
-    if name == "dev":
-        events, labels = eval_dir / "dev" / "events.jsonl.gz", eval_dir / "dev" / "labels.json.gz"
+@dataclass(frozen=True)
+class _Run:
+    row: str
+    scenario: str | None  # None: the dev hour
+    kind: str
+    seed: int | None
+
+
+def _job(args: tuple[_Run, Path | None, float, float, Path, str | None, str]) -> dict[str, Any]:
+    run, dev, duration, scale, out, config, arrival = args
+    where = out / ("dev" if run.scenario is None else f"sim-{simulator_version()}")
+    where.mkdir(parents=True, exist_ok=True)
+    if run.scenario is None:
+        assert dev is not None, "the dev hour's run is made only when there is one"
+        events, labels = dev / "events.jsonl.gz", dev / "labels.json.gz"
     else:
-        events, labels = _generate(name, seed, duration, scale, out)
-    return run_one(name if name == "dev" else f"{name} (seed {seed})", events, labels, eval_dir, out, config,
-                   arrival)
+        events, labels = _generate(run.scenario, run.seed or 0, duration, scale, where)
+    return {"row": run.row, "kind": run.kind, "scenario": run.scenario or "dev", "seed": run.seed,
+            **run_one(events, labels, where, config, arrival)}
 
 
-def _pct(x: float | None) -> str:
-    return "-" if x is None else f"{100 * x:.1f} %"
-
-
-def table(results: list[dict]) -> str:
-    rows = ["| scenario | events | attack leakage (static 60/300) | per attack group: leakage, first enforcement "
-            "| benign accounts hit | benign requests blocked | static: benign hit / blocked |",
-            "|---|---|---|---|---|---|---|"]
-    for r in results:
-        s, b = r["ours"]["summary"], r["baseline"]["summary"]
-        groups = [f"{g.split(':')[1]} {_pct(v.get('leakage'))}, {v.get('time_to_first_enforcement_s')} s"
-                  for g, v in r["ours"]["groups"].items() if g.startswith("attack:") and "pre_onset" not in g]
-        has_attack = bool(groups)
-        rows.append(
-            f"| {r['scenario']} | {r['events']:,} | "
-            f"{_pct(s['attack_leakage']) if has_attack else '-'} ({_pct(b['attack_leakage']) if has_attack else '-'}) | "
-            f"{'; '.join(groups) or '-'} | {s['benign_accounts_hit']} ({_pct(s['benign_accounts_hit_share'])}) | "
-            f"{_pct(s['benign_blocked_event_share'])} | {b['benign_accounts_hit']} / "
-            f"{_pct(b['benign_blocked_event_share'])} |")
-    return "\n".join(rows)
+def evaluate(rows: tuple[RowLike, ...], seeds: tuple[int, ...], dev: Path | None, out: Path, *,
+             duration: float = 3600.0, scale: float = 1.0, config: str | None = None, arrival: str = "in-order",
+             jobs: int = 2) -> list[dict[str, Any]]:
+    """Every row over every seed (and the dev hour, if ``dev`` is given): one result per run, in order."""
+    runs = [_Run("dev hour", None, "attack", None)] if dev is not None else []
+    runs += [_Run(r.name, r.scenario, r.kind, seed) for r in rows for seed in seeds]
+    args = [(run, dev, duration, scale, out, config, arrival) for run in runs]
+    if jobs <= 1:
+        return [_job(a) for a in args]
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        return list(pool.map(_job, args))
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--eval-dir", default="../shared/eval", help="folder with score.py, baseline_static.py, dev/")
+    p = argparse.ArgumentParser(prog="python -m lab.evaluate", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="out/eval")
-    p.add_argument("--scenarios", nargs="*", default=list(DEFAULT_SCENARIOS))
-    p.add_argument("--seeds", nargs="*", type=int, default=[11])
+    p.add_argument("--scenarios", nargs="*", help=f"one row per scenario (default: {' '.join(DEFAULT_SCENARIOS)})")
+    p.add_argument("--rows", help="rows as module:NAME, e.g. traffic.matrix:MATRIX (instead of --scenarios)")
+    p.add_argument("--seeds", nargs="+", type=int, default=list(DEFAULT_SEEDS))
+    p.add_argument("--dev", default=str(DEV_DIR), help="folder with the dev hour (events.jsonl.gz, labels.json.gz); "
+                                                       "left out when it is not there (default: %(default)s)")
     p.add_argument("--duration", type=float, default=3600.0)
     p.add_argument("--scale", type=float, default=1.0)
     p.add_argument("--config", help="thresholds YAML")
@@ -134,18 +202,35 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--arrival", choices=("in-order", "out-of-step"), default="in-order",
                    help="replay events in time order, or as a worker reads four round-robin partitions")
     a = p.parse_args(argv)
-    eval_dir, out = Path(a.eval_dir), Path(a.out)
+    if a.rows and a.scenarios:
+        p.error("--rows and --scenarios are two ways to say the same thing: give one")
+    try:
+        rows = load_rows(a.rows) if a.rows else scenario_rows(a.scenarios) if a.scenarios else DEFAULT_ROWS
+    except ValueError as exc:
+        p.error(str(exc))
+    import traffic
+
+    unknown = sorted({r.scenario for r in rows} - set(traffic.SCENARIOS))
+    if unknown:
+        p.error(f"unknown scenario {', '.join(unknown)}; the simulator has {', '.join(traffic.SCENARIOS)}")
+    dev = Path(a.dev)
+    has_dev = (dev / "events.jsonl.gz").exists() and (dev / "labels.json.gz").exists()
+    print(f"seeds: {' '.join(map(str, a.seeds))}; rows: {', '.join(r.name for r in rows)}; arrival: {a.arrival}")
+    print(f"dev hour: {'included from ' if has_dev else 'left out, not found: '}{dev}", flush=True)
+    out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    jobs = []
-    if (eval_dir / "dev" / "events.jsonl.gz").exists():
-        jobs.append(("dev", 0, a.duration, a.scale, eval_dir, out, a.config, a.arrival))
-    jobs += [(n, seed, a.duration, a.scale, eval_dir, out, a.config, a.arrival) for n in a.scenarios
-             for seed in a.seeds]
-    with ProcessPoolExecutor(max_workers=a.jobs) as pool:
-        results = list(pool.map(_job, jobs))
-    (out / ("results.json" if a.arrival == "in-order" else f"results.{a.arrival}.json")).write_text(
-        json.dumps(results, indent=1))
-    print(table(results))
+    t = time.perf_counter()
+    results = evaluate(rows, tuple(a.seeds), dev if has_dev else None, out, duration=a.duration, scale=a.scale,
+                       config=a.config, arrival=a.arrival, jobs=a.jobs)
+    suffix = "" if a.arrival == "in-order" else f".{a.arrival}"
+    table = matrix(results)
+    (out / f"results{suffix}.json").write_text(json.dumps(results, indent=1))
+    (out / f"matrix{suffix}.json").write_text(json.dumps(
+        {"seeds": a.seeds, "dev_hour": str(dev) if has_dev else None, "arrival": a.arrival, "rows": table},
+        indent=1))
+    print(markdown(table))
+    print(f"{len(results)} runs in {time.perf_counter() - t:.0f} s; reports in {out}/results{suffix}.json, "
+          f"the matrix in {out}/matrix{suffix}.json", file=sys.stderr)
 
 
 if __name__ == "__main__":

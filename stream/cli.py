@@ -107,11 +107,23 @@ def cmd_compare(a: argparse.Namespace) -> None:
     import json
 
     from backtest.compare import compare
+    from backtest.files import InputError
 
     for path in (a.config, a.against):
         if path:
             _config(path)  # a clear error before any replay
-    print(json.dumps(compare(a.events, a.config, a.against, a.labels, a.eval_dir), indent=1))
+    try:
+        report = compare(a.events, a.config, a.against, a.labels)
+    except InputError as exc:
+        sys.exit(f"ratehound compare: {exc}")
+    print(json.dumps(report, indent=1))
+
+
+def cmd_score(a: argparse.Namespace) -> None:
+    """Score decisions against labelled events: attack leakage, accounts hit, time to first enforcement."""
+    from backtest.score import run
+
+    run(a, prog="ratehound score")
 
 
 def cmd_broker(a: argparse.Namespace) -> None:
@@ -216,9 +228,15 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("events", help="JSON Lines of request events (.jsonl or .jsonl.gz)")
     c.add_argument("--config", help="config A (default: the shipped defaults)")
     c.add_argument("--against", required=True, help="config B, the candidate")
-    c.add_argument("--labels", help="labels (the scorer's format): count attack and honest accounts")
-    c.add_argument("--eval-dir", default="../shared/eval", help="where score.py is")
+    c.add_argument("--labels", help="labels (the scorer's format): count attack and honest accounts, score both")
     c.set_defaults(func=cmd_compare)
+
+    from backtest.score import add_arguments as add_score_arguments
+
+    sc = sub.add_parser("score", help="score decisions against labelled events (leakage, honest accounts hit)",
+                        description=cmd_score.__doc__)
+    add_score_arguments(sc)
+    sc.set_defaults(func=cmd_score)
 
     b = sub.add_parser("broker", help="run the embedded Kafka-compatible broker", description=cmd_broker.__doc__)
     b.add_argument("--port", type=int, help="port on 127.0.0.1 (default: a free one)")

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import traffic
 from backtest.compare import compare
 from traffic.files import write_events, write_labels
 
-EVAL_DIR = Path(__file__).resolve().parents[3] / "shared" / "eval"
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_shadowing_a_rule_removes_its_enforcements_and_lets_attack_through(tmp_path):
@@ -19,7 +22,7 @@ def test_shadowing_a_rule_removes_its_enforcements_and_lets_attack_through(tmp_p
     b = tmp_path / "b.yaml"
     b.write_text("version: b\npolicy:\n  rules:\n    campaign_cluster: {shadow: true}\n"
                  "    proxy_harvester: {shadow: true}\n    signup_cluster: {shadow: true}\n")
-    r = compare(str(events), None, str(b), str(labels), str(EVAL_DIR))
+    r = compare(str(events), None, str(b), str(labels))
     assert r["enforced_keys"]["a"] > 0
     assert r["enforced_keys"]["no_longer_enforced"] > 0 and r["enforced_keys"]["newly_enforced"] == 0
     assert set(r["no_longer_enforced_by_label"]) == {"attack:hydra"}
@@ -33,3 +36,20 @@ def test_same_config_changes_nothing(tmp_path):
     r = compare(str(events), None, None)
     assert r["decisions"]["added"] == 0 and r["decisions"]["removed"] == 0
     assert r["enforced_keys"]["newly_enforced"] == 0 == r["enforced_keys"]["no_longer_enforced"]
+
+
+def test_the_command_scores_both_configs_given_labels_and_a_bad_labels_file_is_one_line(tmp_path):
+    sim = traffic.generate("hydra", seed=3, duration_s=900.0, scale=0.05, attack_scale=0.1)
+    events, labels = tmp_path / "e.jsonl.gz", tmp_path / "l.json"
+    write_events(sim.events(), str(events))
+    write_labels(sim.labels(), str(labels))
+    argv = [sys.executable, "-m", "stream.cli", "compare", str(events), "--against", str(tmp_path / "b.yaml")]
+    (tmp_path / "b.yaml").write_text("version: b\n")
+    out = subprocess.run([*argv, "--labels", str(labels)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    score = json.loads(out.stdout)["score"]
+    assert score["a"] == score["b"] and score["a"]["attack_account_recall"] > 0
+    labels.write_text("[]")
+    bad = subprocess.run([*argv, "--labels", str(labels)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 1 and bad.stdout == "" and bad.stderr.count("\n") == 1
+    assert "l.json: not a labels file" in bad.stderr

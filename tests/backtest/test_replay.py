@@ -1,4 +1,4 @@
-"""Tests for backtest/replay.py: a recorded traffic file through the detector, scored by eval/score.py."""
+"""Tests for backtest/replay.py: a recorded traffic file through the detector, scored by backtest/score.py."""
 
 from __future__ import annotations
 
@@ -6,8 +6,6 @@ import gzip
 import io
 import json
 import math
-import subprocess
-import sys
 from functools import cache
 from pathlib import Path
 
@@ -15,12 +13,12 @@ import pytest
 
 import traffic
 from backtest.replay import ReplayStats, decode_chunk, line_chunks, open_events, replay
+from backtest.score import score
 from detectors.config import DetectorConfig
 from detectors.events import EventDecoder
 from detectors.policy import encode_decision
 from traffic.files import write_events, write_labels
 
-SCORER = Path(__file__).resolve().parents[3] / "shared" / "eval" / "score.py"  # ../shared beside the repo
 T0 = 1_790_000_000.0
 
 
@@ -54,18 +52,6 @@ def replays(tmp_path_factory) -> dict:
     return out
 
 
-def score(events: Path, labels: Path, decisions: Path) -> dict:
-    proc = subprocess.run(
-        [sys.executable, str(SCORER), str(events), str(labels), str(decisions)],
-        capture_output=True,
-        timeout=120,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr.decode()
-    return json.loads(proc.stdout)
-
-
-@pytest.mark.skipif(not SCORER.exists(), reason="the shared scorer is not available")
 @pytest.mark.parametrize("suffix", [".jsonl.gz", ".jsonl"])
 def test_replay_output_is_accepted_by_the_scorer(replays, suffix):
     ev_path, lab_path, dec_path, decisions, stats = replays[suffix]

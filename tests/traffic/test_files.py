@@ -1,16 +1,9 @@
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
 import traffic
+from backtest.score import score
 from traffic.__main__ import main
 from traffic.files import read_events, read_labels, write_events, write_labels
-
-SCORER = str(Path(__file__).resolve().parents[3] / "shared" / "eval" / "score.py")  # ../shared beside the repo
 
 
 @pytest.mark.parametrize("suffix", ["", ".gz"])
@@ -24,8 +17,7 @@ def test_events_and_labels_round_trip(tmp_path, suffix):
     assert read_labels(str(tmp_path / f"labels.json{suffix}")) == sim.labels()
 
 
-@pytest.mark.skipif(not os.path.exists(SCORER), reason="the shared scorer is not mounted")
-def test_the_real_scorer_reads_a_scenario(tmp_path):
+def test_the_scorer_reads_a_scenario(tmp_path):
     assert (
         main(
             [
@@ -44,19 +36,7 @@ def test_the_real_scorer_reads_a_scenario(tmp_path):
         == 0
     )
     (tmp_path / "decisions.jsonl").write_text("")
-    out = subprocess.run(
-        [
-            sys.executable,
-            SCORER,
-            str(tmp_path / "events.jsonl.gz"),
-            str(tmp_path / "labels.json.gz"),
-            str(tmp_path / "decisions.jsonl"),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    report = json.loads(out)
+    report = score(tmp_path / "events.jsonl.gz", tmp_path / "labels.json.gz", tmp_path / "decisions.jsonl")
     assert "unknown" not in " ".join(report["groups"])
     assert {
         "attack:hydra",
