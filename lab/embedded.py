@@ -574,7 +574,7 @@ class EmbeddedRedis(_ManagedProcess):
         binary = self.binary or shutil.which("redis-server")
         if binary is None:
             raise RedisStartError(
-                "redis-server not found on PATH: install Debian's redis-server or set REDIS_URL"
+                "redis-server not found on PATH: install Debian's redis-server (make deps does)"
             )
         return [
             binary,

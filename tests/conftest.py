@@ -1,12 +1,8 @@
-"""Shared pytest fixtures: the embedded Kafka broker, Redis URLs and a topic reader.
+"""Shared pytest fixtures: the embedded Kafka broker, a private Redis, workers and a topic reader.
 
-Environment overrides:
-
-* ``KAFKA_BROKER`` (``127.0.0.1:9092`` or ``kafka://...``): use that broker instead of
-  starting tansu.
-* ``REDIS_URL``: the shared Redis to borrow a database from (default
-  ``redis://127.0.0.1:6379``).
-* ``RATEHOUND_TEST_REDIS_DB``: which database number tests may flush (default 13).
+The suite starts its own redis-server on a free loopback port (one per session; each test gets a
+database emptied for it) and never touches a Redis it did not start. ``KAFKA_BROKER``
+(``127.0.0.1:9092`` or ``kafka://...``) makes it use that broker instead of starting tansu.
 """
 
 from __future__ import annotations
@@ -20,7 +16,6 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import redis
@@ -41,17 +36,9 @@ from lab.embedded import (  # noqa: E402
     EmbeddedBroker,
     EmbeddedRedis,
     ExternalBroker,
+    RedisStartError,
     consume_all,
-    redis_reachable,
 )
-
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379"
-TEST_REDIS_DB = int(os.environ.get("RATEHOUND_TEST_REDIS_DB", "13"))
-
-
-def _with_db(url: str, db: int) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, f"/{db}", parts.query, parts.fragment))
 
 
 @pytest.fixture(scope="session")
@@ -65,27 +52,30 @@ def broker() -> Iterator[EmbeddedBroker | ExternalBroker]:
         yield b
 
 
+def _private_redis() -> Iterator[EmbeddedRedis]:
+    try:
+        r = EmbeddedRedis().start()
+    except RedisStartError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield r
+    finally:
+        r.stop()
+
+
 @pytest.fixture(scope="session")
-def _redis_base_url() -> Iterator[str]:
-    # Borrow the shared Redis when it answers; otherwise run a private one so the
-    # suite still works on a machine without a Redis service.
-    shared = os.environ.get("REDIS_URL", DEFAULT_REDIS_URL)
-    if redis_reachable(shared):
-        yield shared
-        return
-    with EmbeddedRedis() as r:
-        yield r.url
+def _session_redis() -> Iterator[EmbeddedRedis]:
+    yield from _private_redis()
 
 
 @pytest.fixture
-def redis_url(_redis_base_url: str) -> Iterator[str]:
-    """Return a URL to a dedicated Redis database, empty at the start and flushed after the test."""
-    url = _with_db(_redis_base_url, TEST_REDIS_DB)
+def redis_url(_session_redis: EmbeddedRedis) -> Iterator[str]:
+    """Return a URL to the session's private redis-server, database 0, empty at the start of the test."""
+    url = _session_redis.url
     client = redis.Redis.from_url(url)
     try:
-        client.flushdb()
+        client.flushdb()  # ours alone: nothing else uses this server
         yield url
-        client.flushdb()
     finally:
         client.close()
 
@@ -93,8 +83,7 @@ def redis_url(_redis_base_url: str) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def own_redis() -> Iterator[EmbeddedRedis]:
     """Return a private redis-server that tests may kill, pause and restart."""
-    with EmbeddedRedis() as r:
-        yield r
+    yield from _private_redis()
 
 
 @pytest.fixture(name="consume_all")
