@@ -44,6 +44,28 @@ return 1
 """
 
 
+def redis_refusal(url: str, timeout_s: float = 2.0) -> str | None:
+    """Why the Redis at ``url`` refuses us for good (a database it does not have, a wrong password, a user
+    without the rights), or None: it answers, or it is only unreachable, which may pass (writes are retried).
+
+    >>> redis_refusal("redis://127.0.0.1:1/0", timeout_s=0.2) is None  # nobody there: not a refusal
+    True
+    """
+    import redis as sync_redis
+    from redis.exceptions import AuthenticationError, ResponseError
+
+    client = sync_redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+    try:
+        client.ping()
+    except (AuthenticationError, ResponseError) as exc:
+        return str(exc)
+    except (TimeoutError, RedisError, OSError):
+        return None
+    finally:
+        client.close()
+    return None
+
+
 def decision_key(prefix: str, scope: str, key: str) -> str:
     """The Redis key of the decision in force on (scope, key).
 
@@ -78,6 +100,7 @@ class RedisDecisionSink:
         self.active: dict[tuple[str, str], Decision] = {}
         self.dropped = 0
         self.healthy = True
+        self.last_error = ""  # what the last failed write said, for a command's one line
 
     async def write(self, decisions: Iterable[Decision]) -> bool:
         """Queue decisions and try to write everything queued; False if Redis did not take them."""
@@ -107,6 +130,7 @@ class RedisDecisionSink:
                     await self._queue(pipe, d, now_ms)
                 await pipe.execute()
         except (TimeoutError, RedisError, OSError) as exc:
+            self.last_error = str(exc) or repr(exc)
             self.pending = batch + self.pending
             metrics.SINK_WRITES.labels("redis", "error").inc(len(batch))
             metrics.SINK_PENDING.labels("redis").set(len(self.pending))
