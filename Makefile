@@ -33,9 +33,9 @@ test: deps $(STAMP)  ## the whole test suite: unit, doctests, integration (real 
 test-fast: $(STAMP)  ## unit tests and doctests only
 	$(BIN)/python -m pytest -q -m 'not integration and not slow'
 
-lint: $(STAMP)  ## ruff lint, mypy on detectors/
+lint: $(STAMP)  ## ruff lint; mypy on detectors/, stream/, backtest/ and lab/
 	$(BIN)/ruff check stream detectors backtest traffic lab tests
-	$(BIN)/mypy detectors
+	$(BIN)/mypy detectors stream backtest lab
 
 eval: $(STAMP)  ## detection quality table: replay + scorer on the dev hour and simulated scenarios (ARRIVAL=out-of-step: as a worker reads them)
 	$(BIN)/python -m lab.evaluate --eval-dir $(EVAL) --arrival $(ARRIVAL)

@@ -19,7 +19,7 @@ import msgspec
 from detectors.config import PolicyConfig
 
 ENFORCING = ("throttle", "block")
-_STRENGTH = {"allow": 0, "review": 1, "throttle": 2, "block": 3}
+STRENGTH = {"allow": 0, "review": 1, "throttle": 2, "block": 3}
 
 
 class Decision(msgspec.Struct, omit_defaults=True, gc=False):
@@ -73,7 +73,7 @@ class DecisionLedger:
             return True
         if not self.would_admit(scope, key, action, ts, ttl_s):
             return False
-        self.active[(scope, key)] = (_STRENGTH[action], ts, ts + ttl_s)
+        self.active[(scope, key)] = (STRENGTH[action], ts, ts + ttl_s)
         return True
 
     def would_admit(self, scope: str, key: str, action: str, ts: float, ttl_s: float) -> bool:
@@ -83,7 +83,7 @@ class DecisionLedger:
         if cur is not None and cur[1] <= ts:
             cur_strength, _, cur_until = cur
             remaining = cur_until - ts
-            strength = _STRENGTH[action]
+            strength = STRENGTH[action]
             if remaining > 0 and (
                 strength < cur_strength or (strength == cur_strength and remaining > ttl_s * self.refresh_share)
             ):
@@ -92,7 +92,7 @@ class DecisionLedger:
 
     def in_force(self, scope: str, key: str, ts: float) -> bool:
         cur = self.active.get((scope, key))
-        return cur is not None and cur[0] >= _STRENGTH["throttle"] and cur[1] <= ts < cur[2]
+        return cur is not None and cur[0] >= STRENGTH["throttle"] and cur[1] <= ts < cur[2]
 
     def expire(self, now: float) -> int:
         stale = [k for k, (_, _, until) in self.active.items() if until < now]

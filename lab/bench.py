@@ -26,6 +26,7 @@ from pathlib import Path
 import orjson
 import redis
 
+from detectors.policy import ENFORCING, STRENGTH
 from lab.embedded import EmbeddedBroker, EmbeddedRedis, ExternalBroker, consume_all
 from lab.workers import WorkerProcess, app_topics, create_app_topics
 
@@ -177,12 +178,11 @@ def bench_worker(events: list[dict], per_message: int, workers: int, partitions:
 
 def enforced_keys(bootstrap: str, topic: str) -> set[tuple[str, str, str]]:
     """(scope, key, strongest action) for every throttle or block on the decisions topic."""
-    strength = {"throttle": 1, "block": 2}
     best: dict[tuple[str, str], str] = {}
     for rec in consume_all(bootstrap, topic, timeout=15):
-        d = orjson.loads(rec.value)
+        d = orjson.loads(rec.value or b"{}")
         a = d.get("action")
-        if a in strength and strength[a] > strength.get(best.get((d["scope"], d["key"]), ""), 0):
+        if a in ENFORCING and STRENGTH[a] > STRENGTH[best.get((d["scope"], d["key"]), "allow")]:
             best[(d["scope"], d["key"])] = a
     return {(scope, key, a) for (scope, key), a in best.items()}
 
@@ -306,13 +306,13 @@ def bench_replay(events: list[dict], tmp: Path) -> dict:
     path = tmp / "replay.jsonl"
     write_events(events, str(path))
     row: dict = {}
-    strength = {"throttle": 1, "block": 2}
     best: dict[tuple[str, str], str] = {}
     for processes, name in ((2, "events_per_s"), (1, "one_process_events_per_s")):
         stats = ReplayStats()
         t = time.perf_counter()
         for d in replay(path, DetectorConfig(), stats, processes=processes):
-            if processes == 1 and strength.get(d.action, 0) > strength.get(best.get((d.scope, d.key), ""), 0):
+            if processes == 1 and d.action in ENFORCING and STRENGTH[d.action] > STRENGTH[
+                    best.get((d.scope, d.key), "allow")]:
                 best[(d.scope, d.key)] = d.action
         dt = time.perf_counter() - t
         row.setdefault("events", stats.events)

@@ -11,7 +11,8 @@ writing tests against it:
 * kafka-python's *group* consumer needs ~20 s before its first record, so helpers
   here read with ``assign()`` instead (aiokafka/Faust joins groups at once).
 
-Everything binds to 127.0.0.1 only.
+Everything binds to 127.0.0.1 only. About 600 lines: one managed-process base (start on a
+free port, die with the parent, pause, kill) and the two services built on it, which share it.
 """
 
 from __future__ import annotations

@@ -12,18 +12,16 @@ those commands only: the worker, gateway and decision paths load nothing from it
 from __future__ import annotations
 
 import argparse
-import gzip
 import logging
 import os
 import sys
-import tempfile
 import time
-import zlib
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 
 from detectors.config import ConfigError, DetectorConfig, load_config
+from stream.files import READ_ERRORS, OutputError, file_problem, written_whole
 from stream.settings import Settings, SettingsError
 
 # Flags that give a setting, by argparse dest: they feed Settings as its fields, and an error names the flag.
@@ -50,52 +48,7 @@ def _config(path: str | None, load: Callable[[str | None], DetectorConfig] = loa
     except ConfigError as exc:
         raise CommandError(f"bad config: {exc}") from None
     except OSError as exc:
-        raise CommandError(f"bad config: {_file_problem(path or '', exc)}") from None
-
-
-def _file_problem(path: str, exc: BaseException) -> str:
-    """One line for a file that could not be read or written whole.
-
-    >>> _file_problem("e.jsonl.gz", EOFError("Compressed file ended before the end-of-stream marker was reached"))
-    'e.jsonl.gz: truncated (the gzip stream ends early)'
-    """
-    if isinstance(exc, gzip.BadGzipFile):
-        return f"{path}: not gzip data, though named .gz"
-    if isinstance(exc, EOFError):
-        return f"{path}: truncated (the gzip stream ends early)"
-    if isinstance(exc, zlib.error):
-        return f"{path}: corrupt gzip data ({exc})"
-    if isinstance(exc, OSError):
-        return f"{getattr(exc, 'filename', None) or path}: {exc.strerror or exc}"
-    return f"{path}: {exc}"
-
-
-_READ_ERRORS = (OSError, EOFError, zlib.error)
-
-
-@contextmanager
-def written_whole(path: str) -> Iterator[str]:
-    """A temporary path beside ``path`` to write to, moved onto ``path`` only if the block succeeds.
-
-    Keeps a ``.gz`` ending, which is what makes the writer compress."""
-    target = Path(path)
-    if target.is_dir():
-        raise CommandError(f"{path}: is a directory")
-    try:
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp.gz" if path.endswith(
-            ".gz") else ".tmp")
-    except OSError as exc:
-        raise CommandError(f"cannot write {path}: {exc.strerror or exc}") from None
-    os.close(fd)
-    try:
-        yield tmp
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would make the output private
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        raise CommandError(f"bad config: {file_problem(path or '', exc)}") from None
 
 
 # --------------------------------------------------------------------------- commands
@@ -213,8 +166,8 @@ def cmd_replay(a: argparse.Namespace) -> None:
     except BrokenPipeError:  # `--out - | head`: the reader has all it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
         sys.exit(1)
-    except _READ_ERRORS as exc:
-        raise CommandError(_file_problem(a.events, exc) + ("" if a.out == "-" else f"; {a.out} not written")) \
+    except READ_ERRORS as exc:
+        raise CommandError(file_problem(a.events, exc) + ("" if a.out == "-" else f"; {a.out} not written")) \
             from None
     dt = time.perf_counter() - t
     print(f"replayed {stats.events} events in {dt:.1f}s ({stats.events / max(dt, 1e-9):,.0f}/s): "
@@ -234,12 +187,12 @@ def cmd_compare(a: argparse.Namespace) -> None:
     if a.labels:
         try:
             read_labels(a.labels)
-        except (*_READ_ERRORS, ValueError) as exc:
-            raise CommandError(_file_problem(a.labels, exc)) from None
+        except (*READ_ERRORS, ValueError) as exc:
+            raise CommandError(file_problem(a.labels, exc)) from None
     try:
         report = compare(a.events, a.config, a.against, a.labels, a.eval_dir)
-    except _READ_ERRORS as exc:
-        raise CommandError(_file_problem(a.events, exc)) from None
+    except READ_ERRORS as exc:
+        raise CommandError(file_problem(a.events, exc)) from None
     print(json.dumps(report, indent=1))
 
 
@@ -414,7 +367,7 @@ def main(argv: list[str] | None = None) -> None:
         flag = next((f"--{dest.replace('_', '-')}" for dest, field in SETTING_FLAGS.items()
                      if field == exc.field and getattr(a, dest, None) is not None), None)
         sys.exit(f"ratehound: bad setting: {flag}: {exc.detail}" if flag else f"ratehound: bad setting: {exc}")
-    except CommandError as exc:
+    except (CommandError, OutputError) as exc:
         sys.exit(f"ratehound {a.cmd}: {exc}")
 
 

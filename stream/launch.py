@@ -20,7 +20,7 @@ import os
 import signal
 import sys
 import threading
-from typing import Any
+from typing import Any, cast
 
 import faust
 from mode.utils.logging import DEFAULT_FORMATTERS
@@ -62,7 +62,7 @@ def plain_unless_terminal() -> dict[str, Any]:
     mode's coloured formatter decides by whether *stdout* is a terminal, but the handler writes
     to *stderr*: ``ratehound worker 2>worker.log`` from a terminal filled the file with escape codes
     (and, with ``logfile=sys.stderr`` below, Faust's recovery tables with line-drawing codes)."""
-    colored = dict(DEFAULT_FORMATTERS["colored"], stream=sys.stderr)
+    colored: dict[str, Any] = {**cast(dict[str, Any], DEFAULT_FORMATTERS["colored"]), "stream": sys.stderr}
     return {"merge": True, "formatters": {"colored": colored if sys.stderr.isatty() else DEFAULT_FORMATTERS["default"]}}
 
 

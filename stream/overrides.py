@@ -12,12 +12,16 @@ be undone by the worker, which re-asserts every decision it has in force every
 15 s. Deleting the key is not enough for either, so a manual allow, throttle or
 block *pins* the key: after the sink's ordinary write, the key is set
 unconditionally to the gateway value with ``"manual": true`` and strength
-:data:`MANUAL_STRENGTH`, above every detector strength, expiring at the manual
-decision's own expiry. The sink's set-unless-stronger script then refuses every
+:data:`~stream.sinks.redis.MANUAL_STRENGTH`, above every detector strength, expiring at the
+manual decision's own expiry. The sink's set-unless-stronger script then refuses every
 detector write to that key until the pin expires; a later manual decision
 replaces it (the last operator wins). A pinned ``allow`` reads as
 ``{"action": "allow", ...}``, which gateways pass like a missing key. ``review``
 only flags for a person: it is published, and the key is left as it is.
+
+Workers read manual decisions back from the decisions topic (:mod:`stream.manual`) and
+re-assert their pins with the detector's decisions, so a Redis that restarts empty gets
+them back within a re-assertion period, as long as they have not expired.
 """
 
 from __future__ import annotations
@@ -27,18 +31,16 @@ import ipaddress
 import os
 import re
 import time
-from typing import TYPE_CHECKING, Any
-
-import orjson
+from typing import TYPE_CHECKING
 
 from detectors.policy import Decision, decision_id, encode_decision
+from stream.sinks.redis import RedisDecisionSink, decision_key, pinned_value
 
 if TYPE_CHECKING:
     from stream.settings import Settings
 
 ACTIONS = ("allow", "block", "throttle", "review")
 SCOPES = ("account", "network", "asn")
-MANUAL_STRENGTH = 10  # the detector's are review 1, throttle 2, block 3
 _TTL_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0}
 _TTL_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 MAX_TTL_S = 365 * 86400.0
@@ -172,26 +174,11 @@ def _login() -> str:
         return "unknown"
 
 
-def pinned_value(d: Decision) -> bytes:
-    """The gateway value of a manual decision: the sink's, with ``manual`` and a strength no detector reaches.
-
-    >>> d = build_override("allow", "account", "a1", "1h", "false_positive", by="ana", now=0.0)
-    >>> doc = orjson.loads(pinned_value(d)); doc["action"], doc["strength"], doc["manual"], doc["by"]
-    ('allow', 10, True, 'ana')
-    """
-    from stream.sinks.redis import gateway_value
-
-    doc: dict[str, Any] = orjson.loads(gateway_value(d))
-    doc.update(strength=MANUAL_STRENGTH, manual=True, by=d.evidence.get("by", ""))
-    return orjson.dumps(doc)
-
-
 async def apply_to_redis(d: Decision, url: str, prefix: str = "rh", timeout_s: float = 5.0) -> None:
     """Write the decision through the sink (pub/sub, log, key), then pin the key (see the module doc)."""
     from redis.exceptions import RedisError
 
     from stream.settings import redact
-    from stream.sinks.redis import RedisDecisionSink, decision_key
 
     sink = RedisDecisionSink(url, prefix=prefix, socket_timeout=timeout_s)
     try:

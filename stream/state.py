@@ -200,7 +200,7 @@ class AccountPartitions(_Partitions):
     def _write_base(self, p: int, st: AccountStage, lg: SnapshotLog, send: Send) -> int:
         old_from, old_to = lg.base_seq, lg.next_seq
         lg.base_seq = lg.next_seq
-        entries = {k: pack_account(s) for k, s in st.accounts.states.items()}
+        entries: dict[str, bytes | None] = {k: pack_account(s) for k, s in st.accounts.states.items()}
         lg.base_bytes = self._write(p, st, lg, entries, send)
         for seq in range(old_from, old_to):
             send(p, log_key(p, seq), None)
