@@ -14,7 +14,7 @@ from detectors.pipeline import Observation
 
 class SourcedEvents(msgspec.Struct, array_like=True, gc=False):
     """Events of one input message bound for one account partition, with where they came from:
-    the account stage remembers the last source offset it applied, so a replay never counts twice."""
+    the account stage remembers the last source offset it applied, so input read again never counts twice."""
 
     partition: int
     offset: int

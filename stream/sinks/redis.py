@@ -1,7 +1,7 @@
 """Decisions into Redis, in the layout gateways read (see README, "Redis layout").
 
 - ``{prefix}:d:{scope}:{key}``: the decision in force on that key (JSON), expiring
-  at its absolute expiry (``PXAT``), so a replayed event never extends a block.
+  at its absolute expiry (``PXAT``), so an event processed again never extends a block.
   The key is the scope followed by the whole id, so no id can reach another
   scope's key or another id's key. A weaker decision never overwrites a stronger
   one still in force (a Lua check), whichever worker writes first.
@@ -110,8 +110,6 @@ def pinned_value(d: Decision) -> bytes:
     return orjson.dumps(doc)
 
 
-def is_manual(d: Decision) -> bool:
-    return d.reason.startswith("manual:")
 
 
 class RedisDecisionSink(Sink[Decision]):

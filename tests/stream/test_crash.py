@@ -16,7 +16,7 @@ import pytest
 from kafka import KafkaProducer
 
 from lab.embedded import wait_until
-from stream.state import parse_log_key, replay_log, unpack_account
+from stream.state import parse_log_key, read_log, unpack_account
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -56,7 +56,7 @@ def _state_counts(consume_all, bootstrap: str, app_id: str) -> dict[str, int]:
         by_partition[pk[0]].append((pk[1], value))
     counts: dict[str, int] = {}
     for chunks in by_partition.values():
-        state, _ = replay_log([raw for _, raw in sorted(chunks)])
+        state, _ = read_log([raw for _, raw in sorted(chunks)])
         for k, v in state.items():
             counts[k] = unpack_account(v).n
     return counts
