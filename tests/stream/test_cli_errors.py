@@ -21,7 +21,8 @@ from lab.embedded import free_port
 from stream.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
-CONNECT_S = Settings.model_fields["connect_timeout_s"].default  # the stated bound for an unreachable broker
+# An unreachable broker is given RATEHOUND_CONNECT_TIMEOUT_S (10 s shipped); 3 s here, and the line must say so.
+CONNECT_S = 3
 
 EVENT = b'{"event_id":"e%d","ts":%d.5,"account_id":"a%d","ip":"198.51.100.%d"}\n'
 
@@ -93,10 +94,10 @@ ROWS = {
         "ratehound simulate: error: --speed: only with --kafka", 30),
     "simulate --kafka, unreachable broker": (
         ["simulate", "--scenario", "burst", "--kafka", "--out", "{out_gz}"], {"KAFKA_BROKER": "127.0.0.1:{port}"}, 1,
-        "ratehound simulate: no Kafka broker answered at 127.0.0.1:{port} within 10 s (KAFKA_BROKER", CONNECT_S + 20),
+        "ratehound simulate: no Kafka broker answered at 127.0.0.1:{port} within 3 s (KAFKA_BROKER", CONNECT_S + 20),
     "worker, unreachable broker": (
         ["worker"], {"KAFKA_BROKER": "127.0.0.1:{port}"}, 1,
-        "ratehound worker: no Kafka broker answered at 127.0.0.1:{port} within 10 s (KAFKA_BROKER", CONNECT_S + 20),
+        "ratehound worker: no Kafka broker answered at 127.0.0.1:{port} within 3 s (KAFKA_BROKER", CONNECT_S + 20),
     "worker, REDIS_URL with a bad scheme": (
         ["worker"], {"REDIS_URL": "http://127.0.0.1:6379/0"}, 1,
         "ratehound: bad setting: REDIS_URL: scheme 'http': expected redis://, rediss:// or unix://", 30),
@@ -122,17 +123,19 @@ ROWS = {
         ["decision", "block", "account", "a1", "--ttl", "30s", "--reason", "x"],
         {"KAFKA_BROKER": "127.0.0.1:{port}", "REDIS_URL": "{redis}0"}, 1,
         "ratehound decision: failed: in force in Redis, but NOT on the decisions topic (no audit record, and not "
-        "re-asserted if Redis restarts empty): no Kafka broker answered at 127.0.0.1:{port} within 10 s",
+        "re-asserted if Redis restarts empty): no Kafka broker answered at 127.0.0.1:{port} within 3 s",
         CONNECT_S + 20),
 }
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("row", list(ROWS))
 def test_one_clear_line_and_nothing_half_written(row, files, redis_url):
     argv, env, status, says, bound_s = ROWS[row]
     values = dict(files, port=str(free_port()), redis=redis_url.removesuffix("0"))
     argv = [arg.format(**values) for arg in argv]
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("RATEHOUND_", "KAFKA_BROKER", "REDIS_URL"))}
+    environ["RATEHOUND_CONNECT_TIMEOUT_S"] = str(CONNECT_S)
     environ.update({k: v.format(**values) for k, v in env.items()})
     before = sorted(os.listdir(files["dir"]))
     t0 = time.monotonic()
@@ -144,3 +147,10 @@ def test_one_clear_line_and_nothing_half_written(row, files, redis_url):
     assert done.stderr.count("\n") == 1, done.stderr
     assert took < bound_s, f"{took:.1f} s"
     assert sorted(os.listdir(files["dir"])) == before  # no output, whole, partial or temporary
+
+
+def test_the_shipped_waits_are_the_ones_the_readme_states():
+    readme = (ROOT / "README.md").read_text()
+    for field, variable in (("connect_timeout_s", "RATEHOUND_CONNECT_TIMEOUT_S"),
+                            ("shutdown_timeout_s", "RATEHOUND_SHUTDOWN_TIMEOUT_S")):
+        assert f"| `{variable}` | {Settings.model_fields[field].default:g} |" in readme

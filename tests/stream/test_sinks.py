@@ -87,6 +87,7 @@ def test_redis_sink_queues_while_down_and_says_why():
     assert _sample("ratehound_sink_queued", sink="redis") == 2
 
 
+@pytest.mark.integration
 def test_people_decisions_are_held_reasserted_and_not_counted_as_the_detectors(redis_url):
     r = redis.Redis.from_url(redis_url)
 
