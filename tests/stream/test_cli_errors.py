@@ -116,6 +116,9 @@ ROWS = {
     "decision, REDIS_URL with a database that is not a number": (
         ["decision", "block", "account", "a1", "--reason", "x"], {"REDIS_URL": "redis://127.0.0.1:6379/abc"}, 1,
         "ratehound: bad setting: REDIS_URL: database 'abc' is not a number", 30),
+    "decision, REDIS_URL with a database the server does not have": (
+        ["decision", "block", "account", "a1", "--reason", "x"], {"REDIS_URL": "{redis}99"}, 1,
+        "ratehound decision: failed: redis at {redis}99 did not take the decision: DB index is out of range", 30),
     "decision, unreachable Redis": (
         ["decision", "block", "account", "a1", "--reason", "x"], {"REDIS_URL": "redis://127.0.0.1:{port}/0"}, 1,
         "ratehound decision: failed: redis at redis://127.0.0.1:{port}/0 did not take the decision", 30),
