@@ -59,7 +59,7 @@ def cmd_worker(a: argparse.Namespace) -> None:
     from stream.reload import load_versioned
     from stream.security import KafkaLoginError, check_kafka_login
     from stream.sinks.redis import redis_refusal
-    from stream.topics import BrokerUnreachable, ensure_topics, wait_for_broker
+    from stream.topics import ensure_topics
 
     settings = _settings(a)  # a bad setting stops here, before any connection
     cfg = _config(settings.config_path, load_versioned)
@@ -71,10 +71,7 @@ def cmd_worker(a: argparse.Namespace) -> None:
     refusal = redis_refusal(settings.redis_url)
     if refusal is not None:
         raise CommandError(f"redis at {settings.redis_address} refuses the worker: {refusal} (REDIS_URL)")
-    try:
-        wait_for_broker(settings)
-    except BrokerUnreachable as exc:
-        raise CommandError(str(exc)) from None
+    _wait_for_broker(settings)
     ensure_topics(settings)
 
     from stream.launch import run_worker
@@ -120,10 +117,14 @@ def cmd_simulate(a: argparse.Namespace) -> None:
                 n = produce_live(sim.events(), settings, speed=a.speed, batch=a.batch, max_events=a.max_events)
         except KafkaError as exc:
             raise CommandError(f"kafka at {settings.bootstrap}: {exc!r}") from None
+        except KeyboardInterrupt:
+            raise CommandError("interrupted") from None
         print(f"produced {n} events", file=sys.stderr)
 
 
 def _check_simulate(a: argparse.Namespace) -> str | None:
+    """What is impossible in these flags, if anything. The Kafka-only flags default to None, to tell a
+    flag given from one left alone; left alone, they get their defaults here."""
     if a.list:
         return None
     if not (a.out or a.kafka or a.labels):
