@@ -9,7 +9,7 @@ SOAK_MINUTES ?= 10
 ARRIVAL ?= in-order
 export PYTHONDONTWRITEBYTECODE=1
 
-.PHONY: help install demo test test-fast lint docs bench eval soak clean
+.PHONY: help deps install demo test test-fast lint docs bench eval soak clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -22,18 +22,21 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)  ## create .venv and install ratehound with its dev tools
 
-demo: $(STAMP)  ## run broker + worker + simulated attack traffic; watch decisions live (Ctrl-C stops all)
+deps:  ## check for redis-server, prometheus (promtool), nginx-light; install them from Debian where apt and root are there
+	@PY=$(PY) bash lab/deps.sh
+
+demo: deps $(STAMP)  ## run broker + worker + simulated attack traffic; watch decisions live (Ctrl-C stops all)
 	$(BIN)/ratehound demo
 
-test: $(STAMP)  ## the whole test suite: unit, doctests, integration (real broker, Redis, promtool)
+test: deps $(STAMP)  ## the whole test suite: unit, doctests, integration (real broker, Redis, promtool)
 	$(BIN)/python -m pytest -q
 
 test-fast: $(STAMP)  ## unit tests and doctests only
 	$(BIN)/python -m pytest -q -m 'not integration and not slow'
 
-lint: $(STAMP)  ## ruff lint, mypy on detectors/
+lint: $(STAMP)  ## ruff lint; mypy on detectors/, stream/, backtest/ and lab/
 	$(BIN)/ruff check stream detectors backtest traffic lab tests
-	$(BIN)/mypy detectors
+	$(BIN)/mypy detectors stream backtest lab
 
 docs: $(STAMP)  ## regenerate what the rule registry writes: the README's rule table, deploy/config/thresholds.yaml
 	$(BIN)/python -m lab.docs

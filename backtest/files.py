@@ -1,7 +1,7 @@
 """The files a backtest reads: request events, labels and decisions, each bad one reported in one line.
 
 Plain or gzip (by the ``.gz`` suffix). A file that is missing, is not gzip though named
-``.gz``, is cut short or holds a line that breaks the contract raises ``InputError`` with
+``.gz``, is truncated or holds a line that breaks the contract raises ``InputError`` with
 the path and, where there is one, the line number: the scorer and the baseline print
 that line and stop rather than score half a file.
 """
@@ -9,7 +9,6 @@ that line and stop rather than score half a file.
 from __future__ import annotations
 
 import gzip
-import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
@@ -17,8 +16,8 @@ from typing import IO, Any
 import msgspec
 import orjson
 
-# What reading a plain or gzip file can raise when the file is not what it should be.
-_READ_ERRORS = (OSError, EOFError, zlib.error)
+from stream.files import READ_ERRORS, file_problem
+
 
 
 class InputError(ValueError):
@@ -42,16 +41,6 @@ def _open(path: str) -> IO[bytes]:
     return gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")  # type: ignore[return-value]  # noqa: SIM115
 
 
-def _why(exc: BaseException) -> str:
-    if isinstance(exc, FileNotFoundError):
-        return "no such file"
-    if isinstance(exc, gzip.BadGzipFile):
-        return "not a gzip file"
-    if isinstance(exc, EOFError):
-        return "cut short (the gzip stream ends early)"
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-
-
 def lines(path: str | Path) -> Iterator[tuple[int, bytes]]:
     """The non-blank lines of a plain or gzip file with their line numbers (from 1).
 
@@ -63,7 +52,7 @@ def lines(path: str | Path) -> Iterator[tuple[int, bytes]]:
     >>> list(lines(p + ".missing"))
     Traceback (most recent call last):
     ...
-    backtest.files.InputError: ....missing: no such file
+    backtest.files.InputError: ....missing: No such file or directory
     """
     p = str(path)
     try:
@@ -71,8 +60,8 @@ def lines(path: str | Path) -> Iterator[tuple[int, bytes]]:
             for n, line in enumerate(f, 1):
                 if line.strip():
                     yield n, line
-    except _READ_ERRORS as exc:
-        raise InputError(f"{p}: {_why(exc)}") from None
+    except READ_ERRORS as exc:
+        raise InputError(file_problem(p, exc)) from None
 
 
 def read_bytes(path: str | Path) -> bytes:
@@ -81,8 +70,8 @@ def read_bytes(path: str | Path) -> bytes:
     try:
         with _open(p) as f:
             return f.read()
-    except _READ_ERRORS as exc:
-        raise InputError(f"{p}: {_why(exc)}") from None
+    except READ_ERRORS as exc:
+        raise InputError(file_problem(p, exc)) from None
 
 
 def requests(events: str | Path | Iterable[Mapping[str, Any]]) -> Iterator[Request]:

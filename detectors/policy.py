@@ -20,7 +20,7 @@ import msgspec
 from detectors.config import PolicyConfig
 
 ENFORCING = ("throttle", "block")
-_STRENGTH = {"allow": 0, "review": 1, "throttle": 2, "block": 3}
+STRENGTH = {"allow": 0, "review": 1, "throttle": 2, "block": 3}
 
 
 class Decision(msgspec.Struct, omit_defaults=True, gc=False):
@@ -74,7 +74,7 @@ class DecisionLedger:
             return True
         if not self.would_admit(scope, key, action, ts, ttl_s):
             return False
-        self.active[(scope, key)] = (_STRENGTH[action], ts, ts + ttl_s)
+        self.active[(scope, key)] = (STRENGTH[action], ts, ts + ttl_s)
         return True
 
     def would_admit(self, scope: str, key: str, action: str, ts: float, ttl_s: float) -> bool:
@@ -84,7 +84,7 @@ class DecisionLedger:
         if cur is not None and cur[1] <= ts:
             cur_strength, _, cur_until = cur
             remaining = cur_until - ts
-            strength = _STRENGTH[action]
+            strength = STRENGTH[action]
             if remaining > 0 and (
                 strength < cur_strength or (strength == cur_strength and remaining > ttl_s * self.refresh_share)
             ):

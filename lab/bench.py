@@ -17,29 +17,18 @@ import json
 import math
 import os
 import platform
-import subprocess
-import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import orjson
 import redis
 
-from lab.embedded import (
-    EmbeddedBroker,
-    EmbeddedRedis,
-    ExternalBroker,
-    consume_all,
-    free_port,
-    redis_reachable,
-)
-
-ROOT = Path(__file__).resolve().parent.parent
-
+from detectors.policy import ENFORCING, STRENGTH
+from lab.embedded import EmbeddedBroker, EmbeddedRedis, ExternalBroker, consume_all
+from lab.workers import WorkerProcess, app_topics, create_app_topics
 
 # -- traffic ----------------------------------------------------------------------------------------------
 
@@ -99,103 +88,19 @@ def preload(bootstrap: str, topic: str, events: list[dict], per_message: int) ->
 
 # -- processes --------------------------------------------------------------------------------------------
 
-class Worker:
-    """A ``ratehound worker`` subprocess and its metrics."""
-
-    def __init__(self, broker_url: str, redis_url: str, app_id: str, partitions: int, tmp: Path,
-                 cpu: int | None = None):
-        self.port = free_port()
-        self.topics = {k: f"{app_id}.{k}" for k in ("requests", "dlq", "by_account", "by_group", "decisions")}
-        env = dict(os.environ, KAFKA_BROKER=broker_url, REDIS_URL=redis_url, RATEHOUND_APP_ID=app_id,
-                   RATEHOUND_PARTITIONS=str(partitions), RATEHOUND_WEB_PORT=str(self.port),
-                   RATEHOUND_DATA_DIR=str(tmp / f"{app_id}-{self.port}"),
-                   **{f"RATEHOUND_TOPIC_{k.upper()}": v for k, v in self.topics.items()})
-        cmd = [sys.executable, "-m", "stream.cli", "worker", "--loglevel", "info"]
-        if cpu is not None and hasattr(os, "sched_setaffinity"):
-            cmd = ["taskset", "-c", str(cpu)] + cmd
-        self.log = open(tmp / f"{app_id}-{self.port}.log", "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT)
-        self.started = time.monotonic()
-
-    def metrics(self) -> dict[str, float]:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=2) as r:
-                text = r.read().decode()
-        except OSError:
-            return {}
-        out = {}
-        for line in text.splitlines():
-            if line and not line.startswith("#"):
-                k, _, v = line.rpartition(" ")
-                try:
-                    out[k] = float(v)
-                except ValueError:
-                    pass
-        return out
-
-    def processed(self) -> float:
-        m = self.metrics()
-        return sum(m.get(f'ratehound_events_total{{outcome="{o}"}}', 0.0)
-                   for o in ("processed", "duplicate", "rejected"))
-
-    def rss_mb(self) -> float:
-        try:
-            with open(f"/proc/{self.proc.pid}/status") as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        return int(line.split()[1]) / 1024
-        except OSError:
-            pass
-        return 0.0
-
-    def wait_ready(self, timeout: float = 90.0) -> float:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"worker exited {self.proc.returncode}")
-            if self.metrics():
-                return time.monotonic() - self.started
-            time.sleep(0.2)
-        raise RuntimeError("worker not ready")
-
-    def reading(self) -> dict[str, list[int]]:
-        """The partitions each of its consumers has been assigned, from /healthz."""
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2) as r:
-                return orjson.loads(r.read()).get("reading", {})
-        except OSError:
-            return {}
-
-    def stop(self, sig: int = 15) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-
-
 @contextmanager
 def services(partitions: int, app_id: str):
-    """A fresh broker (or KAFKA_BROKER), a Redis, and the topics for one app id."""
-    from stream.settings import Settings, Topics
-    from stream.topics import ensure_topics
-
+    """A fresh broker (or KAFKA_BROKER), a private redis-server, and the topics for one app id."""
     with ExitStack() as stack:
         ext = os.environ.get("KAFKA_BROKER")
         broker = ExternalBroker(ext) if ext else stack.enter_context(EmbeddedBroker())
-        redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/14")
-        if not redis_reachable(redis_url):
-            redis_url = stack.enter_context(EmbeddedRedis()).url
-        redis.Redis.from_url(redis_url).flushdb()
-        topics = Topics(**{k: f"{app_id}.{k}" for k in ("requests", "dlq", "by_account", "by_group", "decisions")})
-        ensure_topics(Settings(kafka_broker=broker.url, app_id=app_id, partitions=partitions, topics=topics))
+        redis_url = stack.enter_context(EmbeddedRedis()).url
+        topics = app_topics(app_id)
+        create_app_topics(broker.url, app_id, partitions, topics)
         yield broker, redis_url, topics
 
 
-def wait_reading(workers: list[Worker], partitions: int, timeout: float = 90.0) -> float:
+def wait_reading(workers: list[WorkerProcess], partitions: int, timeout: float = 90.0) -> float:
     """Seconds until the workers between them read every partition of each input topic: up is not
     consuming yet (a group's first join waits out the rebalance timeout on the embedded broker)."""
     t0 = time.monotonic()
@@ -211,7 +116,7 @@ def wait_reading(workers: list[Worker], partitions: int, timeout: float = 90.0) 
     raise RuntimeError(f"workers not reading every partition after {timeout}s")
 
 
-def drain(workers: list[Worker], total: int, timeout: float = 600.0) -> tuple[float, float]:
+def drain(workers: list[WorkerProcess], total: int, timeout: float = 600.0) -> tuple[float, float]:
     """Seconds and events/s from the first processed event until all ``total`` are through both stages:
     every event judged by its account stage, and nothing left for the group stages (their consumer lag,
     sampled every second, at zero and their count still). From the call, if everything was done before
@@ -251,9 +156,9 @@ def drain(workers: list[Worker], total: int, timeout: float = 600.0) -> tuple[fl
 def bench_worker(events: list[dict], per_message: int, workers: int, partitions: int, tmp: Path) -> dict:
     app_id = f"bench-{per_message}-{workers}-{os.getpid()}-{int(time.time())}"
     with services(partitions, app_id) as (broker, redis_url, topics):
-        preload(broker.bootstrap, topics.requests, events, per_message)
+        preload(broker.bootstrap, topics["requests"], events, per_message)
         # With two workers, pin each to a core; the broker shares them (2-core machine).
-        ws = [Worker(broker.url, redis_url, app_id, partitions, tmp, cpu=(i if workers > 1 else None))
+        ws = [WorkerProcess(broker.url, redis_url, app_id, tmp, partitions, cpu=(i if workers > 1 else None)).start()
               for i in range(workers)]
         try:
             for w in ws:
@@ -266,19 +171,18 @@ def bench_worker(events: list[dict], per_message: int, workers: int, partitions:
         finally:
             for w in ws:
                 w.stop()
-        enforced = enforced_keys(broker.bootstrap, topics.decisions)
+        enforced = enforced_keys(broker.bootstrap, topics["decisions"])
     return {"events": len(events), "seconds": round(dt, 2), "events_per_s": round(rate), "rss_mb": round(rss),
             "late": int(late), "enforced": enforced}
 
 
 def enforced_keys(bootstrap: str, topic: str) -> set[tuple[str, str, str]]:
     """(scope, key, strongest action) for every throttle or block on the decisions topic."""
-    strength = {"throttle": 1, "block": 2}
     best: dict[tuple[str, str], str] = {}
     for rec in consume_all(bootstrap, topic, timeout=15):
-        d = orjson.loads(rec.value)
+        d = orjson.loads(rec.value or b"{}")
         a = d.get("action")
-        if a in strength and strength[a] > strength.get(best.get((d["scope"], d["key"]), ""), 0):
+        if a in ENFORCING and STRENGTH[a] > STRENGTH[best.get((d["scope"], d["key"]), "allow")]:
             best[(d["scope"], d["key"])] = a
     return {(scope, key, a) for (scope, key), a in best.items()}
 
@@ -306,7 +210,7 @@ def bench_latency(rate: float, seconds: float, partitions: int, tmp: Path) -> di
     app_id = f"bench-lat-{os.getpid()}-{int(time.time())}"
     lat: list[float] = []
     with services(partitions, app_id) as (broker, redis_url, topics):
-        w = Worker(broker.url, redis_url, app_id, partitions, tmp)
+        w = WorkerProcess(broker.url, redis_url, app_id, tmp, partitions).start()
         try:
             w.wait_ready()
             wait_reading([w], partitions)
@@ -343,7 +247,7 @@ def bench_latency(rate: float, seconds: float, partitions: int, tmp: Path) -> di
                                 "account_created_ts": now - (600 if camp else 9e7),
                                 "payment_fp": "pay_bench" if camp else f"pay{i % 20000}",
                                 "user_agent": "sdk-python/0.42.0"})
-                p.send(topics.requests, value=orjson.dumps(evs))
+                p.send(topics["requests"], value=orjson.dumps(evs))
                 sleep = t_start + i / rate - time.time()
                 if sleep > 0:
                     time.sleep(sleep)
@@ -366,22 +270,22 @@ def bench_recovery(events: list[dict], tmp: Path) -> dict:
     """A worker builds state for many accounts, is killed, and a new one recovers its table and resumes."""
     app_id = f"bench-rec-{os.getpid()}-{int(time.time())}"
     with services(1, app_id) as (broker, redis_url, topics):
-        preload(broker.bootstrap, topics.requests, events, 1000)
-        w = Worker(broker.url, redis_url, app_id, 1, tmp)
+        preload(broker.bootstrap, topics["requests"], events, 1000)
+        w = WorkerProcess(broker.url, redis_url, app_id, tmp, 1).start()
         w.wait_ready()
         drain([w], len(events))
         accounts = w.metrics().get('ratehound_tracked_keys{kind="account"}', 0)
         time.sleep(6)  # a snapshot interval
         w.stop(sig=9)
-        w2 = Worker(broker.url, redis_url, app_id, 1, tmp)
         t0 = time.monotonic()
+        w2 = WorkerProcess(broker.url, redis_url, app_id, tmp, 1).start()
         w2.wait_ready()
         # resumed = it processes a new event
         from kafka import KafkaProducer
 
         p = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=0)
         ev = dict(events[-1], event_id="after-restart", ts=time.time())
-        p.send(topics.requests, value=orjson.dumps(ev))
+        p.send(topics["requests"], value=orjson.dumps(ev))
         p.flush()
         p.close()
         before = w2.processed()
@@ -402,13 +306,13 @@ def bench_replay(events: list[dict], tmp: Path) -> dict:
     path = tmp / "replay.jsonl"
     write_events(events, str(path))
     row: dict = {}
-    strength = {"throttle": 1, "block": 2}
     best: dict[tuple[str, str], str] = {}
     for processes, name in ((2, "events_per_s"), (1, "one_process_events_per_s")):
         stats = ReplayStats()
         t = time.perf_counter()
         for d in replay(path, DetectorConfig(), stats, processes=processes):
-            if processes == 1 and strength.get(d.action, 0) > strength.get(best.get((d.scope, d.key), ""), 0):
+            if processes == 1 and d.action in ENFORCING and STRENGTH[d.action] > STRENGTH[
+                    best.get((d.scope, d.key), "allow")]:
                 best[(d.scope, d.key)] = d.action
         dt = time.perf_counter() - t
         row.setdefault("events", stats.events)

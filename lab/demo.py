@@ -12,16 +12,18 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from contextlib import ExitStack
+from pathlib import Path
 
 import orjson
 from kafka import KafkaConsumer, TopicPartition
 
-from lab.embedded import EmbeddedBroker, EmbeddedRedis, ExternalBroker, redis_reachable
+from lab.embedded import EmbeddedBroker, EmbeddedRedis, ExternalBroker, free_port, redis_reachable
+from lab.workers import WorkerProcess, app_topics, create_app_topics
 from stream.settings import Settings
-from stream.topics import ensure_topics
 
 _COLOURS = {"block": "\033[31m", "throttle": "\033[33m", "review": "\033[36m", "allow": "\033[32m"}
 _RESET = "\033[0m"
@@ -30,12 +32,6 @@ _RESET = "\033[0m"
 def _port_free(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) != 0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def format_decision(d: dict, colour: bool) -> str:
@@ -53,10 +49,14 @@ def format_decision(d: dict, colour: bool) -> str:
             f"score={d.get('score', 0):.2f}  {figures}")
 
 
-def run_demo(scenario: str = "mixed", scale: float = 0.3, duration: float = 600.0, web_port: int = 6066,
+def run_demo(scenario: str = "mixed", scale: float = 0.3, duration: float = 600.0, web_port: int | None = None,
              seed: int = 7, exit_after: float | None = None, partitions: int = 2) -> Counter:
-    """Run the demo until Ctrl-C (or ``exit_after`` seconds); returns decisions counted by reason."""
+    """Run the demo until Ctrl-C (or ``exit_after`` seconds); returns decisions counted by reason.
+
+    ``KAFKA_BROKER`` and ``REDIS_URL`` are used when set; otherwise the embedded broker, and the
+    default Redis or, if none answers there, a redis-server of its own."""
     colour = sys.stdout.isatty()
+    defaults = Settings()  # the environment's, checked (a bad value stops here with its variable named)
     counts: Counter = Counter()
 
     def interrupted(signum: int, frame: object) -> None:
@@ -72,32 +72,33 @@ def run_demo(scenario: str = "mixed", scale: float = 0.3, duration: float = 600.
         else:
             broker = stack.enter_context(EmbeddedBroker())
             print(f"broker: embedded tansu at {broker.bootstrap} (memory only)")
-        redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+        redis_url = defaults.redis_url
         if redis_reachable(redis_url):
             print(f"redis:  {redis_url}")
         else:
             try:
                 redis_url = stack.enter_context(EmbeddedRedis()).url
             except Exception as exc:  # noqa: BLE001 - the message is the point here
-                sys.exit(f"ratehound demo: no Redis at {redis_url} and could not start one ({exc}).\n"
-                         "Install Debian's redis-server (apt-get install redis-server) or set REDIS_URL.")
+                sys.exit(f"ratehound demo: no Redis at {defaults.redis_address} and could not start one ({exc}); "
+                         "install Debian's redis-server (make deps) or set REDIS_URL")
             print(f"redis:  started redis-server at {redis_url}")
+        web_port = web_port or defaults.web_port
         if not _port_free(web_port):
-            web_port = _free_port()
+            web_port = free_port()
         app_id = f"ratehound-demo-{os.getpid()}"
-        env = dict(os.environ, KAFKA_BROKER=broker.url, REDIS_URL=redis_url, RATEHOUND_WEB_PORT=str(web_port),
-                   RATEHOUND_APP_ID=app_id, RATEHOUND_PARTITIONS=str(partitions),
-                   RATEHOUND_DATA_DIR=f"/tmp/{app_id}")
-        settings = Settings(kafka_broker=broker.url, app_id=app_id, partitions=partitions)
-        ensure_topics(settings)
-
-        procs: list[subprocess.Popen] = []
+        topics = app_topics(app_id)
+        create_app_topics(broker.url, app_id, partitions, topics)
+        run_dir = Path(tempfile.gettempdir())
+        worker = WorkerProcess(broker.url, redis_url, app_id, run_dir, partitions, topics=topics, web_port=web_port,
+                               log_path=run_dir / f"{app_id}.log")
+        sims: list[subprocess.Popen] = []
 
         def stop_all() -> None:
-            for p in procs:
+            for p in sims:
                 if p.poll() is None:
                     p.send_signal(signal.SIGTERM)
-            for p in procs:
+            worker.stop()  # its own bound (RATEHOUND_SHUTDOWN_TIMEOUT_S), then killed
+            for p in sims:
                 try:
                     p.wait(timeout=10)
                 except subprocess.TimeoutExpired:
@@ -105,24 +106,23 @@ def run_demo(scenario: str = "mixed", scale: float = 0.3, duration: float = 600.
                     p.wait()
 
         stack.callback(stop_all)
-        log_path = f"/tmp/{app_id}.log"
-        log_file = stack.enter_context(open(log_path, "ab"))  # noqa: SIM115
-        worker = subprocess.Popen([sys.executable, "-m", "stream.cli", "worker", "--loglevel", "info"], env=env,
-                                  stdout=log_file, stderr=subprocess.STDOUT)
-        procs.append(worker)
-        print(f"worker: pid {worker.pid}, log {log_path}, metrics at http://127.0.0.1:{web_port}/metrics")
+        worker.start()
+        print(f"worker: pid {worker.pid}, log {worker.log_path}, metrics at http://127.0.0.1:{web_port}/metrics")
         consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap, value_deserializer=orjson.loads,
                                  enable_auto_commit=False, consumer_timeout_ms=500)
         # No group, nothing to commit; bounded, since after Ctrl-C the broker may already be gone.
         stack.callback(consumer.close, autocommit=False, timeout_ms=2000)
-        tps = [TopicPartition(settings.topics.decisions, p) for p in range(partitions)]
+        tps = [TopicPartition(topics["decisions"], p) for p in range(partitions)]
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)
-        _wait_for_worker(web_port, worker)
+        try:
+            worker.wait_ready(timeout=60.0)
+        except RuntimeError:
+            sys.exit(f"ratehound demo: the worker did not come up; its log: {worker.log_path}")
         sim = subprocess.Popen([sys.executable, "-m", "stream.cli", "simulate", "--kafka", "--scenario", scenario,
                                 "--scale", str(scale), "--duration", str(duration), "--seed", str(seed),
-                                "--batch", "100"], env=env, stderr=subprocess.DEVNULL)
-        procs.append(sim)
+                                "--batch", "100"], env=worker.env, stderr=subprocess.DEVNULL)
+        sims.append(sim)
         print(f"traffic: scenario '{scenario}' in real time for {duration:.0f} s (attacks start within "
               f"{duration / 3:.0f} s); Ctrl-C stops everything\n")
         started = time.monotonic()
@@ -133,7 +133,7 @@ def run_demo(scenario: str = "mixed", scale: float = 0.3, duration: float = 600.
                     counts[d["reason"]] += 1
                     print(format_decision(d, colour), flush=True)
                 if worker.poll() is not None:
-                    print(f"worker exited with {worker.returncode}", file=sys.stderr)
+                    print(f"worker exited with {worker.poll()}; its log: {worker.log_path}", file=sys.stderr)
                     break
                 if exit_after is not None and time.monotonic() - started > exit_after:
                     break
@@ -151,19 +151,3 @@ def run_demo(scenario: str = "mixed", scale: float = 0.3, duration: float = 600.
     signal.signal(signal.SIGINT, before[0])
     signal.signal(signal.SIGTERM, before[1])
     return counts
-
-
-def _wait_for_worker(port: int, worker: subprocess.Popen, timeout: float = 60.0) -> None:
-    import urllib.request
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if worker.poll() is not None:
-            raise SystemExit(f"ratehound demo: the worker exited with {worker.returncode}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise SystemExit("ratehound demo: the worker did not come up within 60 s")

@@ -11,7 +11,8 @@ writing tests against it:
 * kafka-python's *group* consumer needs ~20 s before its first record, so helpers
   here read with ``assign()`` instead (aiokafka/Faust joins groups at once).
 
-Everything binds to 127.0.0.1 only.
+Everything binds to 127.0.0.1 only. About 600 lines: one managed-process base (start on a
+free port, die with the parent, pause, kill) and the two services built on it, which share it.
 """
 
 from __future__ import annotations
@@ -574,7 +575,7 @@ class EmbeddedRedis(_ManagedProcess):
         binary = self.binary or shutil.which("redis-server")
         if binary is None:
             raise RedisStartError(
-                "redis-server not found on PATH: install Debian's redis-server or set REDIS_URL"
+                "redis-server not found on PATH: install Debian's redis-server (make deps does)"
             )
         return [
             binary,

@@ -21,21 +21,21 @@ def produce_live(events: Iterable[dict], settings: Settings, speed: float = 1.0,
                              max_request_size=4 * 1024 * 1024, **settings.kafka_client_config)
     topic = settings.topics.requests
     sent = 0
-    pending: list[bytes] = []
+    unsent: list[bytes] = []
     start_wall = time.time()
     shift: float | None = None
     last_flush = time.monotonic()
 
     def flush() -> None:
-        nonlocal pending
-        if not pending:
+        nonlocal unsent
+        if not unsent:
             return
         if batch > 1:
-            producer.send(topic, value=b"[" + b",".join(pending) + b"]")
+            producer.send(topic, value=b"[" + b",".join(unsent) + b"]")
         else:
-            for body in pending:
+            for body in unsent:
                 producer.send(topic, value=body)
-        pending = []
+        unsent = []
 
     try:
         for ev in events:
@@ -51,9 +51,9 @@ def produce_live(events: Iterable[dict], settings: Settings, speed: float = 1.0,
             ev["ts"] = round(time.time() if speed != 1.0 else ev["ts"] + shift, 3)
             if "account_created_ts" in ev:
                 ev["account_created_ts"] = round(ev["account_created_ts"] + shift, 3)
-            pending.append(orjson.dumps(ev))
+            unsent.append(orjson.dumps(ev))
             sent += 1
-            if len(pending) >= batch or time.monotonic() - last_flush > flush_every_s:
+            if len(unsent) >= batch or time.monotonic() - last_flush > flush_every_s:
                 flush()
                 last_flush = time.monotonic()
             if max_events is not None and sent >= max_events:

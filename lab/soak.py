@@ -31,11 +31,9 @@ from pathlib import Path
 import orjson
 import redis
 
-from lab.bench import Worker
 from lab.embedded import EmbeddedBroker, EmbeddedRedis, wait_until
+from lab.workers import WorkerProcess, app_topics, create_app_topics
 from stream.records import partition_of
-from stream.settings import Settings, Topics
-from stream.topics import ensure_topics
 
 # Neither young (clusters) nor old (an old account busy at once is "awakened" and held 300 s):
 # the load's accounts are plain customers whose state expires when they go idle.
@@ -168,21 +166,20 @@ def run(minutes: float, rate: float, active: int, churn: float, partitions: int,
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rh-soak-")))
         broker = stack.enter_context(EmbeddedBroker())
         rds = stack.enter_context(EmbeddedRedis())
-        topics = Topics(**{k: f"{app_id}.{k}" for k in ("requests", "dlq", "by_account", "by_group", "decisions")})
-        ensure_topics(Settings(kafka_broker=broker.url, app_id=app_id, partitions=partitions, topics=topics))
+        topics = app_topics(app_id)
+        create_app_topics(broker.url, app_id, partitions, topics)
         cfg = tmp / "soak.yaml"
         _config(cfg, idle_expiry, cap_accounts, cap_networks)
-        os.environ["RATEHOUND_CONFIG"] = str(cfg)  # the worker inherits it (bench.Worker copies os.environ)
-        w = Worker(broker.url, rds.url, app_id, partitions, tmp)
+        w = WorkerProcess(broker.url, rds.url, app_id, tmp, partitions, config=str(cfg)).start()
         stack.callback(w.stop)
         w.wait_ready()
-        primed = _prime(broker.bootstrap, topics.requests, partitions)
+        primed = _prime(broker.bootstrap, topics["requests"], partitions)
         if not wait_until(lambda: w.processed() >= primed, timeout=60):
             raise RuntimeError("the worker did not process the priming events")
         print(f"soak: {minutes:g} min at {rate:g} events/s, {active} active accounts, {churn:g} new/s, idle expiry "
               f"{idle_expiry:g} s, caps {cap_accounts} accounts and {cap_networks} networks per partition, "
-              f"{partitions} partitions; worker pid {w.proc.pid}, "
-              f"log {w.log.name}", flush=True)
+              f"{partitions} partitions; worker pid {w.pid}, "
+              f"log {w.log_path}", flush=True)
         print(" ".join(f"{c:>11}" for c in COLUMNS), flush=True)
 
         load = Load(rate, active, churn, probe_every)
@@ -194,7 +191,7 @@ def run(minutes: float, rate: float, active: int, churn: float, partitions: int,
             start = time.monotonic()
             ticks = 0
             while not stop.is_set():
-                p.send(topics.requests, value=orjson.dumps(load.tick(time.time())))
+                p.send(topics["requests"], value=orjson.dumps(load.tick(time.time())))
                 ticks += 1
                 time.sleep(max(0.0, start + ticks * 0.1 - time.monotonic()))
             p.flush()
@@ -218,8 +215,8 @@ def run(minutes: float, rate: float, active: int, churn: float, partitions: int,
                 time.sleep(max(0.0, t0 + (len(rows) + 1) * every - time.monotonic()))
                 now = time.monotonic()
                 m = w.metrics()
-                if w.proc.poll() is not None or not m:
-                    raise RuntimeError(f"the worker is gone (exit {w.proc.poll()}); log {w.log.name}")
+                if w.poll() is not None or not m:
+                    raise RuntimeError(f"the worker is gone (exit {w.poll()}); log {w.log_path}")
                 events = w.processed()
                 recent = [latencies[n] for n in sorted(latencies)[-3:]]
                 row = {

@@ -1,4 +1,4 @@
-"""The Faust app: topics, tables and the three agents, wired to detectors/ and the sinks.
+"""A worker: its topics, table, agents and timers, wired to detectors/ and the sinks.
 
     requests (any key, objects or arrays)
       -> ingest: decode, validate, DLQ the bad ones, re-key by account
@@ -6,11 +6,15 @@
       -> accounts: AccountStage per partition, account decisions, observations
     requests.by_group (an observation goes to every partition owning one of its group keys)
       -> groups: GroupStage per partition (networks, ASNs, clusters), group decisions
-    decisions -> Redis, the decisions topic, Prometheus
+    decisions -> the sinks (stream/sinks/): Redis, the decisions topic; bad input -> the DLQ
+    decisions topic -> manual decisions, re-asserted with the detector's (stream/manual.py)
 
 Every batch is handled inside try/except: Faust acks a message whose agent raised
 and restarts the agent, which would skip it silently, so a failure sends the
 batch's events to the DLQ with reason ``processing_error`` instead.
+
+About 400 lines: the per-batch work of the three stages kept side by side. The group routing is
+``detectors.routing``'s, the one replay and the tests use.
 """
 
 from __future__ import annotations
@@ -21,18 +25,19 @@ import time
 from collections import defaultdict
 from typing import Any
 
-import faust
 from prometheus_client import generate_latest
 
 from detectors.config import ConfigError, DetectorConfig
 from detectors.events import Event, EventDecoder, Reject, encode_event
 from detectors.observation import Observation
 from detectors.pipeline import publish
-from detectors.policy import Decision, DecisionLedger, Watermark, encode_decision
+from detectors.policy import Decision, DecisionLedger, Watermark
 from detectors.routing import GroupItem, GroupRouter
 from stream import metrics
+from stream.faust_app import build_app
+from stream.gauges import WorkerGauges
 from stream.ingest import RequestReader
-from stream.kafka_tuning import cap_fetch_wait
+from stream.manual import ManualDecisions
 from stream.records import (
     PartitionMemo,
     SourcedEvents,
@@ -45,31 +50,10 @@ from stream.records import (
 from stream.reload import ConfigWatcher, load_versioned
 from stream.settings import Settings
 from stream.sinks.redis import RedisDecisionSink
+from stream.sinks.topics import DeadLetterSink, DecisionTopicSink
 from stream.state import AccountPartitions, GroupPartitions
 
 log = logging.getLogger(__name__)
-
-
-class WorkerApp(faust.App):
-    """The Faust app, which also starts the ingest reader as it starts itself.
-
-    Faust runs tasks only once its tables are recovered, that is after its own consumer group has
-    joined; the reader's group joining only then made a restarted worker wait for two joins, one
-    after the other (each holds for the rebalance timeout on the embedded broker). Started here,
-    both join at once; the ingest task reads once the app is ready."""
-
-    reader: RequestReader | None = None
-
-    async def on_start(self) -> None:
-        await super().on_start()
-        if self.reader is not None:
-            self.reader.start_soon()
-
-    async def on_shutdown(self) -> None:
-        # After the tasks are cancelled (on_stop would pull the consumer from under the ingest task).
-        if self.reader is not None:
-            await self.reader.stop()
-        await super().on_shutdown()
 
 
 class Worker:
@@ -79,48 +63,16 @@ class Worker:
         self.settings = settings
         self.cfg = cfg
         n = settings.partitions
-        cap_fetch_wait(settings.fetch_max_wait_ms)
-        self.app = WorkerApp(
-            settings.app_id,
-            broker=settings.broker_url,
-            broker_credentials=settings.broker_credentials,
-            store="memory://",
-            datadir=settings.data_dir,
-            web_host=settings.web_host,
-            web_port=settings.web_port,
-            topic_partitions=n,
-            topic_replication_factor=settings.replication_factor,
-            producer_max_request_size=8 * 1024 * 1024,
-            table_standby_replicas=0,
-            producer_acks=-1,
-            broker_commit_every=1000,
-            broker_commit_interval=settings.commit_interval_s,
-            stream_buffer_maxsize=max(4096, settings.batch_size * 2),
-            consumer_auto_offset_reset="earliest",
-            # A JoinGroup waits up to this long for other members: tansu always waits it out.
-            # Only /metrics and /healthz: Faust's own pages would show table contents (account ids).
-            web_tables_enabled=False,
-            web_router_enabled=False,
-            web_graph_enabled=False,
-            web_stats_enabled=False,
-            web_metrics_enabled=False,
-            # Faust would wait at shutdown and at every revocation for all input to be acked, but the
-            # accounts agent acks only what a snapshot holds: unacked input is simply read again by
-            # the next owner, and the snapshot's offsets tell it what to skip.
-            stream_wait_empty=False,
-            broker_rebalance_timeout=settings.rebalance_timeout_s,
-            broker_session_timeout=settings.rebalance_timeout_s,
-            broker_heartbeat_interval=min(3.0, settings.rebalance_timeout_s / 3),
-        )
+        self.app = build_app(settings)
         app = self.app
         t = settings.topics
-        self.dlq = app.topic(t.dlq, value_serializer="raw", key_serializer="raw", partitions=n, internal=True)
+        dlq_topic = app.topic(t.dlq, value_serializer="raw", key_serializer="raw", partitions=n, internal=True)
         self.by_account = app.topic(t.by_account, value_serializer="raw", key_serializer="raw", partitions=n,
                                     internal=True)
         self.by_group = app.topic(t.by_group, value_serializer="raw", key_serializer="raw", partitions=n,
                                   internal=True)
-        self.decisions_topic = app.topic(t.decisions, value_serializer="raw", key_serializer="raw",
-                                         partitions=n, internal=True)
+        decisions_topic = app.topic(t.decisions, value_serializer="raw", key_serializer="raw", partitions=n,
+                                    internal=True)
         self.account_table = app.Table("account_state", partitions=n, key_type=bytes, value_type=bytes)
         self.decoder = EventDecoder(max_future_s=cfg.event_time.max_future_s,
                                     ip_cache_size=cfg.network.ip_cache_size)
@@ -129,9 +81,12 @@ class Worker:
         self.groups = GroupPartitions(cfg, watermark=wm)
         self.reader = self.app.reader = RequestReader(settings)
         self.redis = RedisDecisionSink(settings.redis_url, prefix=settings.redis_prefix)
+        self.decision_log = DecisionTopicSink(decisions_topic)
+        self.dead_letters = DeadLetterSink(dlq_topic)
+        self.manual = ManualDecisions(settings, self.redis.hold)
         self.published = DecisionLedger(cfg.policy.refresh_before_expiry_share)
         self.watcher = ConfigWatcher(settings.config_path)
-        self._evicted_seen: dict[str, int] = {}
+        self.gauges = WorkerGauges(settings.topics)
         self._partition = PartitionMemo(n)
         self.router = GroupRouter(cfg.cluster, n, self._partition.__getitem__)
         self._next_snapshot = 0.0
@@ -170,6 +125,10 @@ class Worker:
             async for events in stream.take_events(batch, within=within):
                 await self._guard(self._groups, events)
 
+        @app.task
+        async def manual_decisions() -> None:
+            await self.manual.run()
+
         @app.timer(interval=min(1.0, s.snapshot_every_s))
         async def idle_snapshot() -> None:
             # Batches snapshot as they end; this covers a partition that went quiet after its last one.
@@ -178,10 +137,8 @@ class Worker:
 
         @app.timer(interval=5.0)
         async def gauges() -> None:
-            metrics.TRACKED.labels("account").set(sum(len(st.accounts) for st in self.accounts.stages.values()))
-            metrics.TRACKED.labels("network").set(sum(len(st.networks) for st in self.groups.stages.values()))
-            metrics.TRACKED.labels("cluster").set(sum(len(st.clusters) for st in self.groups.stages.values()))
-            self._count_evictions()
+            self.gauges.state(self.accounts, self.groups)
+            self.redis.count_active()
 
         @app.timer(interval=5.0)
         async def housekeeping() -> None:
@@ -190,7 +147,7 @@ class Worker:
 
         @app.timer(interval=1.0)
         async def lag() -> None:
-            await self._update_lag()
+            await self.gauges.lag(self.accounts, self.app.consumer, self.reader)
 
         @app.timer(interval=2.0)
         async def reload_config() -> None:
@@ -216,7 +173,8 @@ class Worker:
                                          "by_account": self._assigned(s.topics.by_account),
                                          "by_group": sorted(self._held_group_partitions())}})
 
-        @app.on_partitions_revoked.connect
+        # mode types a handler with a required keyword `signal` whose type mypy cannot match: ignored.
+        @app.on_partitions_revoked.connect  # type: ignore[arg-type]
         async def on_revoked(app_: Any, revoked: set, **kwargs: Any) -> None:
             gone = {tp.partition for tp in revoked if tp.topic == s.topics.by_account}
             if not self._in_batch:
@@ -226,7 +184,7 @@ class Worker:
             self.accounts.drop(gone)
             self.groups.drop({tp.partition for tp in revoked if tp.topic == s.topics.by_group})
 
-        @app.on_before_shutdown.connect
+        @app.on_before_shutdown.connect  # type: ignore[arg-type]
         async def on_shutdown(app_: Any, **kwargs: Any) -> None:
             if not self._in_batch:
                 self._snapshot()  # a restart resumes from here; Faust flushes the producer next
@@ -304,7 +262,7 @@ class Worker:
 
     async def _accounts(self, events: list[Any]) -> None:
         by_part: dict[int, list] = defaultdict(list)
-        replayed = 0
+        reread = 0
         for ev in events:
             msg = ev.message
             p = msg.partition
@@ -313,12 +271,12 @@ class Worker:
                 if self.accounts.apply_source(p, g.partition, g.offset):
                     by_part[p].extend(g.events)
                 else:
-                    replayed += 1  # re-read after a crash: its effects came back with the snapshot
+                    reread += 1  # read again after a crash: its effects came back with the snapshot
             # Committed only once a snapshot holds its effects (Faust flushes the snapshot first).
             msg.incref()
             self._unacked[p].append(msg)
-        if replayed:
-            metrics.REPLAYED.inc(replayed)
+        if reread:
+            metrics.REREAD.inc(reread)
         routed: dict[int, list[GroupItem]] = defaultdict(list)
         fault = self.settings.fault_account
         for p, evs in by_part.items():
@@ -416,41 +374,12 @@ class Worker:
         # Stages of one worker decide independently (account rules, each group partition); publish
         # only what adds to what this worker already has in force.
         decisions = publish(self.published, decisions)
-        if not decisions:
-            return
-        for d in decisions:
-            await self._send_kafka(self.decisions_topic, encode_decision(d), key=f"{d.scope}:{d.key}".encode())
-            metrics.DECISIONS.labels(d.scope, d.action, d.reason).inc()
-        await self.redis.write(decisions)
+        if decisions:
+            await self.decision_log.write(decisions)
+            await self.redis.write(decisions)
 
     async def _send_dlq(self, rejects: list[Reject], topic: str, partition: int, offset: int) -> None:
-        for r, body in zip(rejects, dead_letters(rejects, topic, partition, offset), strict=True):
-            await self._send_kafka(self.dlq, body)
-            metrics.DLQ.labels(r.reason).inc()
-
-    async def _send_kafka(self, topic: Any, value: bytes, key: bytes | None = None) -> None:
-        """Send with Faust's producer (which retries); counted by result, raised on failure so the
-        batch goes to the DLQ path rather than being acknowledged as done."""
-        try:
-            await topic.send(key=key, value=value)
-        except Exception:
-            metrics.SINK_WRITES.labels("kafka", "error").inc()
-            metrics.SINK_UP.labels("kafka").set(0)
-            raise
-        metrics.SINK_WRITES.labels("kafka", "ok").inc()
-        metrics.SINK_UP.labels("kafka").set(1)
-
-    def _count_evictions(self) -> None:
-        counts = {
-            "account": sum(st.accounts.evicted for st in self.accounts.stages.values()),
-            "network": sum(st.networks.evicted for st in self.groups.stages.values()),
-            "cluster": sum(st.clusters.evicted for st in self.groups.stages.values()),
-        }
-        for kind, n in counts.items():
-            new = n - self._evicted_seen.get(kind, 0)
-            if new > 0:
-                metrics.EVICTED.labels(kind).inc(new)
-            self._evicted_seen[kind] = n
+        await self.dead_letters.write(dead_letters(rejects, topic, partition, offset))
 
     @staticmethod
     def _table_put(table: Any, partition: int, k: bytes, value: bytes | None) -> None:
@@ -459,26 +388,3 @@ class Worker:
         else:
             table.data[k] = value
         table.send_changelog(partition, k, value)
-
-    async def _update_lag(self) -> None:
-        stages = list(self.accounts.stages.values())
-        newest = max((st.now for st in stages if st.now > 0), default=None)
-        # Grows while a stalled worker sees nothing new; 0 when it holds no partition.
-        metrics.LAG_SECONDS.set(max(0.0, time.time() - newest) if newest is not None else 0.0)
-        consumer = self.app.consumer
-        t = self.settings.topics
-        lag: dict[str, int] = {name: 0 for name in (t.requests, t.by_account, t.by_group)}
-        try:
-            for tp in consumer.assignment():
-                if tp.topic not in lag:  # changelogs and Faust's own topics
-                    continue
-                hw = consumer.highwater(tp)
-                pos = await consumer.position(tp)
-                if hw is not None and pos is not None:
-                    lag[tp.topic] += max(0, hw - pos)
-            lag[t.requests] = await self.reader.lag()
-        except Exception:  # noqa: BLE001 - lag is best effort during rebalances
-            return
-        for topic, v in lag.items():
-            metrics.LAG.labels(topic).set(v)
-

@@ -12,12 +12,16 @@ be undone by the worker, which re-asserts every decision it has in force every
 15 s. Deleting the key is not enough for either, so a manual allow, throttle or
 block *pins* the key: after the sink's ordinary write, the key is set
 unconditionally to the gateway value with ``"manual": true`` and strength
-:data:`MANUAL_STRENGTH`, above every detector strength, expiring at the manual
-decision's own expiry. The sink's set-unless-stronger script then refuses every
+:data:`~stream.sinks.redis.MANUAL_STRENGTH`, above every detector strength, expiring at the
+manual decision's own expiry. The sink's set-unless-stronger script then refuses every
 detector write to that key until the pin expires; a later manual decision
 replaces it (the last operator wins). A pinned ``allow`` reads as
 ``{"action": "allow", ...}``, which gateways pass like a missing key. ``review``
 only flags for a person: it is published, and the key is left as it is.
+
+Workers read manual decisions back from the decisions topic (:mod:`stream.manual`) and
+re-assert their pins with the detector's decisions, so a Redis that restarts empty gets
+them back within a re-assertion period, as long as they have not expired.
 """
 
 from __future__ import annotations
@@ -27,15 +31,16 @@ import ipaddress
 import os
 import re
 import time
-from typing import Any
-
-import orjson
+from typing import TYPE_CHECKING
 
 from detectors.policy import Decision, decision_id, encode_decision
+from stream.sinks.redis import RedisDecisionSink, decision_key, pinned_value
+
+if TYPE_CHECKING:
+    from stream.settings import Settings
 
 ACTIONS = ("allow", "block", "throttle", "review")
 SCOPES = ("account", "network", "asn")
-MANUAL_STRENGTH = 10  # the detector's are review 1, throttle 2, block 3
 _TTL_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0}
 _TTL_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 MAX_TTL_S = 365 * 86400.0
@@ -169,72 +174,64 @@ def _login() -> str:
         return "unknown"
 
 
-def pinned_value(d: Decision) -> bytes:
-    """The gateway value of a manual decision: the sink's, with ``manual`` and a strength no detector reaches.
-
-    >>> d = build_override("allow", "account", "a1", "1h", "false_positive", by="ana", now=0.0)
-    >>> doc = orjson.loads(pinned_value(d)); doc["action"], doc["strength"], doc["manual"], doc["by"]
-    ('allow', 10, True, 'ana')
-    """
-    from stream.sinks.redis import gateway_value
-
-    doc: dict[str, Any] = orjson.loads(gateway_value(d))
-    doc.update(strength=MANUAL_STRENGTH, manual=True, by=d.evidence.get("by", ""))
-    return orjson.dumps(doc)
-
-
 async def apply_to_redis(d: Decision, url: str, prefix: str = "rh", timeout_s: float = 5.0) -> None:
     """Write the decision through the sink (pub/sub, log, key), then pin the key (see the module doc)."""
     from redis.exceptions import RedisError
 
-    from stream.sinks.redis import RedisDecisionSink, decision_key
+    from stream.settings import redact
 
     sink = RedisDecisionSink(url, prefix=prefix, socket_timeout=timeout_s)
     try:
         if not await sink.write([d]):
-            raise ApplyError(f"redis at {_safe_url(url)} did not take the decision (unreachable?)")
+            raise ApplyError(f"redis at {redact(url)} did not take the decision: {sink.last_error}")
         if d.action in ("allow", "throttle", "block"):
             try:
                 await sink.client.set(decision_key(prefix, d.scope, d.key), pinned_value(d),
                                       pxat=int(d.expires_at * 1000))
             except (TimeoutError, RedisError, OSError) as exc:
-                raise ApplyError(f"redis at {_safe_url(url)}: {exc}") from None
+                raise ApplyError(f"redis at {redact(url)}: {exc}") from None
     finally:
         await sink.close()
 
 
-def publish_to_kafka(d: Decision, bootstrap: str, topic: str, timeout_s: float = 10.0) -> None:
-    """Send the decision to the decisions topic, keyed ``scope:key`` as the worker does, and wait for the ack."""
+def publish_to_kafka(d: Decision, settings: Settings) -> None:
+    """Send the decision to the decisions topic, keyed ``scope:key`` as the worker does, and wait for the ack;
+    a broker that does not answer within ``RATEHOUND_CONNECT_TIMEOUT_S`` is an :class:`ApplyError`."""
     from kafka import KafkaProducer
     from kafka.errors import KafkaError
 
+    from stream.topics import BrokerUnreachable, quiet_kafka_python, wait_for_broker
+
+    topic, timeout_s = settings.topics.decisions, settings.connect_timeout_s
     producer = None
-    try:
-        producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0,
-                                 max_block_ms=int(timeout_s * 1000), request_timeout_ms=int(timeout_s * 1000),
-                                 client_id="ratehound-decision")
-        producer.send(topic, key=f"{d.scope}:{d.key}".encode(), value=encode_decision(d)).get(timeout=timeout_s)
-    except (KafkaError, OSError) as exc:
-        raise ApplyError(f"kafka at {bootstrap}, topic {topic!r}: {exc!r}") from None
-    finally:
-        if producer is not None:
-            producer.close(timeout=2)
+    with quiet_kafka_python():
+        try:
+            wait_for_broker(settings)
+            producer = KafkaProducer(bootstrap_servers=settings.bootstrap, acks="all", linger_ms=0,
+                                     max_block_ms=int(timeout_s * 1000), request_timeout_ms=int(timeout_s * 1000),
+                                     client_id="ratehound-decision", **settings.kafka_client_config)
+            producer.send(topic, key=f"{d.scope}:{d.key}".encode(), value=encode_decision(d)).get(timeout=timeout_s)
+        except BrokerUnreachable as exc:
+            raise ApplyError(str(exc)) from None
+        except (KafkaError, OSError) as exc:
+            raise ApplyError(f"kafka at {settings.bootstrap}, topic {topic!r}: {exc!r}") from None
+        finally:
+            if producer is not None:
+                producer.close(timeout=2)
 
 
-def _safe_url(url: str) -> str:
-    return url.split("@")[-1]
-
-
-def apply(d: Decision, redis_url: str, prefix: str, bootstrap: str, topic: str) -> None:
-    """Redis first (the decision takes effect at once), then the topic (the audit trail).
+def apply(d: Decision, settings: Settings) -> None:
+    """Redis first (the decision takes effect at once), then the topic (the audit trail, and what workers
+    re-assert it from if Redis restarts empty).
 
     An incident should not wait for Kafka: if only the topic fails, the decision is
-    in force and the error says it is missing from the audit trail.
+    in force and the error says what it lacks.
     """
     import asyncio
 
-    asyncio.run(apply_to_redis(d, redis_url, prefix))
+    asyncio.run(apply_to_redis(d, settings.redis_url, settings.redis_prefix))
     try:
-        publish_to_kafka(d, bootstrap, topic)
+        publish_to_kafka(d, settings)
     except ApplyError as exc:
-        raise ApplyError(f"in force in Redis, but NOT on the decisions topic (audit): {exc}") from None
+        raise ApplyError(f"in force in Redis, but NOT on the decisions topic (no audit record, and not re-asserted "
+                         f"if Redis restarts empty): {exc}") from None

@@ -13,7 +13,7 @@ from detectors.routing import GroupItem, partition_of
 
 class SourcedEvents(msgspec.Struct, array_like=True, gc=False):
     """Events of one input message bound for one account partition, with where they came from:
-    the account stage remembers the last source offset it applied, so a replay never counts twice."""
+    the account stage remembers the last source offset it applied, so input read again never counts twice."""
 
     partition: int
     offset: int
@@ -79,10 +79,17 @@ class DeadLetter(msgspec.Struct):
     at: float
 
 
-def dead_letters(rejects: Iterable[Reject], topic: str, partition: int, offset: int) -> list[bytes]:
+def dead_letters(rejects: Iterable[Reject], topic: str, partition: int, offset: int) -> list[DeadLetter]:
+    """The rejects of one input message as dead letters (``offset`` -1: not one message, e.g. a stage's batch).
+
+    >>> [letter] = dead_letters([Reject("bad_ip", "ip=999.1.1.1", b'{"ip":"999.1.1.1"}')], "requests", 3, 41)
+    >>> (letter.reason, letter.raw, letter.topic, letter.partition, letter.offset)
+    ('bad_ip', '{"ip":"999.1.1.1"}', 'requests', 3, 41)
+    """
     now = time.time()
-    return [
-        msgspec.json.encode(DeadLetter(r.reason, r.detail, r.raw[:65536].decode("utf-8", "backslashreplace"),
-                                       topic, partition, offset, now))
-        for r in rejects
-    ]
+    return [DeadLetter(r.reason, r.detail, r.raw[:65536].decode("utf-8", "backslashreplace"), topic, partition,
+                       offset, now) for r in rejects]
+
+
+def encode_dead_letter(letter: DeadLetter) -> bytes:
+    return msgspec.json.encode(letter)

@@ -17,7 +17,7 @@ changelog message), as a log per partition:
 Each by-account message says which input messages (source partition and
 offset) its events came from; the stage remembers the last source offset it
 applied per source partition, and a snapshot records those offsets with the
-state they produced. A worker that takes a partition over replays the log into
+state they produced. A worker that takes a partition over reads the log back into
 the stage before its first event, then skips any source message at or below
 the restored offsets: input re-read after a crash is never counted twice. The
 worker acknowledges by-account input only once a snapshot holds its effects, so
@@ -78,12 +78,12 @@ def parse_log_key(key: bytes) -> tuple[int, int] | None:
     return int(p), int(seq)
 
 
-def replay_log(chunks: list[bytes]) -> tuple[dict[str, bytes], list]:
+def read_log(chunks: list[bytes]) -> tuple[dict[str, bytes], list]:
     """A partition's snapshot log, in sequence order, as the packed accounts it leaves and the last meta.
 
     >>> a = _enc.encode([[0.0, 1.0, {}, 0], {"x": b"1", "y": b"2"}])
     >>> b = _enc.encode([[0.0, 2.0, {0: 7}, 0], {"x": None}])
-    >>> replay_log([a, b])
+    >>> read_log([a, b])
     ({'y': b'2'}, [0.0, 2.0, {0: 7}, 0])
     """
     restored: dict[str, bytes] = {}
@@ -164,7 +164,7 @@ class AccountPartitions(_Partitions):
         """Whether events from this source message are new to the partition's stage; records them if so.
 
         A source partition's messages reach an account partition in offset order, so one number per
-        source partition tells a replay (at or below it) from new input."""
+        source partition tells a message read again (at or below it) from new input."""
         lg = self.logs[partition]
         if source_offset <= lg.applied.get(source_partition, -1):
             return False
@@ -203,7 +203,7 @@ class AccountPartitions(_Partitions):
     def _write_base(self, p: int, st: AccountStage, lg: SnapshotLog, send: Send) -> int:
         old_from, old_to = lg.base_seq, lg.next_seq
         lg.base_seq = lg.next_seq
-        entries = {k: pack_account(s) for k, s in st.accounts.states.items()}
+        entries: dict[str, bytes | None] = {k: pack_account(s) for k, s in st.accounts.states.items()}
         lg.base_bytes = self._write(p, st, lg, entries, send)
         for seq in range(old_from, old_to):
             send(p, log_key(p, seq), None)
@@ -238,7 +238,7 @@ class AccountPartitions(_Partitions):
             return lg
         if not found:
             return lg
-        restored, meta = replay_log(chunks)
+        restored, meta = read_log(chunks)
         start_ts, now, applied, base_seq = meta
         states = st.accounts.states
         for k, v in restored.items():

@@ -1,12 +1,49 @@
-"""ratehound's topics, created up front with the partition counts the workers expect."""
+"""ratehound's topics, created up front with the partition counts the workers expect, and the broker's
+first answer: every command that needs Kafka waits for it a bounded time, then says so in one line."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+import logging
+import time
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from stream.settings import Settings
+
+
+class BrokerUnreachable(RuntimeError):
+    """No Kafka broker answered in time; the message names the address and the bound."""
+
+
+@contextlib.contextmanager
+def quiet_kafka_python() -> Iterator[None]:
+    """kafka-python logs an ERROR line for every failed connection attempt, dozens while it waits; the
+    caller reports the outcome once, so only its CRITICAL lines are let through meanwhile."""
+    logger = logging.getLogger("kafka")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def wait_for_broker(settings: Settings) -> None:
+    """Return once a Kafka broker at ``settings.bootstrap`` answers a metadata request; raise
+    :class:`BrokerUnreachable` after ``settings.connect_timeout_s`` (RATEHOUND_CONNECT_TIMEOUT_S)."""
+    bound = settings.connect_timeout_s
+    deadline = time.monotonic() + bound
+    with quiet_kafka_python():
+        while True:
+            left = deadline - time.monotonic()
+            if kafka_ready(settings.bootstrap, timeout=max(0.2, min(2.0, left)),
+                           client_config=settings.kafka_client_config):
+                return
+            if time.monotonic() + 0.5 >= deadline:
+                raise BrokerUnreachable(f"no Kafka broker answered at {settings.bootstrap} within {bound:g} s "
+                                        f"(KAFKA_BROKER; the wait is RATEHOUND_CONNECT_TIMEOUT_S)")
+            time.sleep(0.5)
 
 
 def topic_partitions(settings: Settings) -> dict[str, int]:

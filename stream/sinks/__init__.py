@@ -1,1 +1,2 @@
-"""Where decisions go: Redis for the gateway, a Kafka topic for audit, and the DLQ for bad input."""
+"""Where a worker's output goes, behind one interface (``base.Sink``): Redis for the gateway
+(``redis``), the decisions topic for the audit and the DLQ for bad input (``topics``)."""

@@ -65,10 +65,10 @@ def test_a_bad_events_file_leaves_no_decisions_file_and_one_clear_line(tmp_path)
     path = events_file(tmp_path, [ev(t) for t in range(100)])
     path.write_bytes(path.read_bytes()[:-40])  # cut short
     out = tmp_path / "decisions.jsonl"
-    with pytest.raises(InputError, match="cut short"):
+    with pytest.raises(InputError, match="truncated"):
         write_baseline(path, out, acct_per_min=1)
     assert not out.exists() and list(tmp_path.iterdir()) == [path]
     cmd = subprocess.run([sys.executable, "-m", "backtest.baseline", str(path), "--out", str(out)], cwd=ROOT,
                          capture_output=True, text=True, timeout=60)
-    assert cmd.returncode == 1 and cmd.stderr.count("\n") == 1 and "events.jsonl.gz: cut short" in cmd.stderr
+    assert cmd.returncode == 1 and cmd.stderr.count("\n") == 1 and "events.jsonl.gz: truncated" in cmd.stderr
     assert not out.exists()

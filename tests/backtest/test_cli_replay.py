@@ -15,9 +15,15 @@ from traffic.files import write_events
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _default_sigint() -> None:
+    # A suite started in the background (`nohup make test &`) ignores SIGINT, and an ignored signal stays
+    # ignored across exec: the command under test must get Ctrl-C as a terminal would give it.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def ratehound(*args: str, **kw) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "stream.cli", *args], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, **kw)
+                            stderr=subprocess.PIPE, preexec_fn=_default_sigint, **kw)
 
 
 def test_replay_command_gives_the_same_file_on_one_and_two_processes(tmp_path):
@@ -51,8 +57,8 @@ def test_ctrl_c_stops_both_processes_with_one_clear_line(tmp_path):
         for i in range(400_000):
             f.write(f'{{"event_id":"e{i}","ts":{t0 + i / 100:.2f},"account_id":"a{i % 3000}",'
                     f'"ip":"198.51.{i % 200}.{i % 250}"}}\n')
-    p = ratehound("replay", str(events), "--out", str(tmp_path / "d.jsonl"), "--processes", "2",
-                  start_new_session=True)
+    out = tmp_path / "d.jsonl"
+    p = ratehound("replay", str(events), "--out", str(out), "--processes", "2", start_new_session=True)
     deadline = time.monotonic() + 60
     while not _children(p.pid) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -63,8 +69,9 @@ def test_ctrl_c_stops_both_processes_with_one_clear_line(tmp_path):
     _, err = p.communicate(timeout=30)
     text = err.decode()
     assert p.returncode == 1, text
-    assert "ratehound replay: interrupted after reading" in text
-    assert "Traceback" not in text
+    assert "ratehound replay: interrupted after reading" in text and f"{out} not written" in text
+    assert text.count("\n") == 1 and "Traceback" not in text, text
+    assert list(tmp_path.iterdir()) == [events]  # no decisions file, whole or partial, and no temporary one
     for c in children:
         assert not Path(f"/proc/{c}").exists() or "zombie" in Path(f"/proc/{c}/status").read_text()
 

@@ -173,9 +173,9 @@ def test_a_malformed_decision_line_is_counted_and_skipped(tmp_path):
 
 
 @pytest.mark.parametrize("make, message", [
-    (lambda p: None, "no such file"),
-    (lambda p: p.write_bytes(gzip.compress(json.dumps(ev(0, 0.0)).encode() * 5000)[:300]), "cut short"),
-    (lambda p: p.write_bytes(b'{"event_id": "e"}\n'), "not a gzip file"),
+    (lambda p: None, "No such file or directory"),
+    (lambda p: p.write_bytes(gzip.compress(json.dumps(ev(0, 0.0)).encode() * 5000)[:300]), "truncated"),
+    (lambda p: p.write_bytes(b'{"event_id": "e"}\n'), "not gzip data"),
     (lambda p: p.write_bytes(gzip.compress(b'{"event_id": "e", "ts": "soon", "account_id": "a", "ip": "x"}\n')),
      ":1: not a request event: Expected `float`, got `str` - at `$.ts`"),
 ])
@@ -210,4 +210,4 @@ def test_the_command_prints_the_report_and_a_bad_file_in_one_line(tmp_path, argv
     bad = subprocess.run([*argv, str(tmp_path / "missing.jsonl"), str(lab), str(decisions)], cwd=ROOT,
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1 and bad.stdout == ""
-    assert bad.stderr.strip().endswith("missing.jsonl: no such file") and bad.stderr.count("\n") == 1
+    assert bad.stderr.strip().endswith("missing.jsonl: No such file or directory") and bad.stderr.count("\n") == 1

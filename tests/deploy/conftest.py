@@ -15,7 +15,7 @@ def promtool() -> str:
     path = shutil.which("promtool")
     if path is None:
         pytest.fail("promtool not found: install Debian's prometheus package "
-                    "(apt-get install prometheus), which .ci/run does on CI machines")
+                    "(`make deps` installs it, as root)")
     return path
 
 
@@ -23,7 +23,7 @@ def promtool() -> str:
 def prometheus_bin() -> str:
     path = shutil.which("prometheus")
     if path is None:
-        pytest.fail("prometheus not found: install Debian's prometheus package (apt-get install prometheus)")
+        pytest.fail("prometheus not found: install Debian's prometheus package (`make deps` installs it, as root)")
     return path
 
 

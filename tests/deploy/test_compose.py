@@ -98,9 +98,12 @@ def test_build_context_and_dockerfile_exist(compose):
 
 
 def test_workers_set_only_variables_the_settings_read(compose):
-    settings = (ROOT / "stream" / "settings.py").read_text()
-    known = set(re.findall(r'"((?:KAFKA|REDIS|RATEHOUND)_[A-Z0-9_]+)"', settings))
-    assert {"KAFKA_BROKER", "REDIS_URL", "RATEHOUND_CONFIG"} <= known
+    from stream.settings import Settings
+
+    security = (ROOT / "stream" / "security.py").read_text()  # RATEHOUND_KAFKA_*: read by KafkaSecurity.from_env
+    known = {Settings.variable(f) for f in Settings.model_fields} | set(re.findall(r'"(RATEHOUND_KAFKA_[A-Z0-9_]+)"',
+                                                                                  security))
+    assert {"KAFKA_BROKER", "REDIS_URL", "RATEHOUND_CONFIG", "RATEHOUND_KAFKA_SASL_USERNAME"} <= known
     for name, s in _workers(compose).items():
         env = _env(s)
         unknown = set(env) - known

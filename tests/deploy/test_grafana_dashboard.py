@@ -32,7 +32,7 @@ REQUIRED = {
     "event-time lag (seconds)": "ratehound_event_time_lag_seconds",
     "DLQ by reason": "job_reason:ratehound_dlq:rate1m",
     "sink writes ok/error": "ratehound_sink_writes_total",
-    "sink pending": "ratehound_sink_pending",
+    "sink queued": "ratehound_sink_queued",
     "tracked keys": "ratehound_tracked_keys",
     "evictions": "ratehound_evicted_keys_total",
     "config version": "ratehound_config_info",

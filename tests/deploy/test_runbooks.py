@@ -69,14 +69,14 @@ def test_readme_has_the_common_procedures():
 
 
 def test_the_redis_cli_pin_outranks_every_detector_decision():
-    from stream.sinks.redis import _STRENGTH
+    from detectors.policy import STRENGTH
 
     for page in RUNBOOKS.glob("*.md"):
         for body in re.findall(r"redis-cli SET rh:d:\w+:\S+ '(\{.*?\})'", page.read_text()):
             doc = json.loads(body)
             assert doc["action"] == "allow", page.name
             # the workers' set-unless-stronger write must leave the pin alone
-            assert doc["strength"] > max(_STRENGTH.values()), page.name
+            assert doc["strength"] > max(STRENGTH.values()), page.name
 
 
 def test_links_between_runbooks_resolve():

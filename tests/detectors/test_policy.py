@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from detectors.config import PolicyConfig, RuleConfig
-from detectors.policy import _STRENGTH, Decision, Policy, decision_id, encode_decision
+from detectors.policy import STRENGTH, Decision, Policy, decision_id, encode_decision
 
 DEFAULT_RULES = dict(PolicyConfig().rules)
 RULES = {
@@ -183,7 +183,7 @@ op = st.one_of(
 
 
 def strength(action: str) -> int:
-    return _STRENGTH[action]
+    return STRENGTH[action]
 
 
 @settings(max_examples=300, deadline=None)

@@ -9,8 +9,6 @@ import pytest
 from kafka import KafkaProducer
 
 from lab.embedded import EmbeddedBroker, consume_all, wait_until
-from stream.settings import Settings, Topics
-from stream.topics import ensure_topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -24,8 +22,6 @@ def _events(start: int, n: int, now: float) -> list[dict]:
 def test_broker_stall_loses_nothing(start_worker, redis_url, stall_s, record_property):
     with EmbeddedBroker() as broker:  # its own broker: the stall must not reach other tests
         w = start_worker(redis_url, broker_url=broker.url)
-        ensure_topics(Settings(kafka_broker=broker.url, app_id=w.app_id, partitions=w.partitions,
-                               topics=Topics(**w.topics)))
         p = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=0, acks=1)
         processed = lambda: w.metric("ratehound_events_total", outcome="processed")  # noqa: E731
         sent = 0

@@ -16,7 +16,7 @@ import pytest
 from kafka import KafkaProducer
 
 from lab.embedded import wait_until
-from stream.state import parse_log_key, replay_log, unpack_account
+from stream.state import parse_log_key, read_log, unpack_account
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -56,7 +56,7 @@ def _state_counts(consume_all, bootstrap: str, app_id: str) -> dict[str, int]:
         by_partition[pk[0]].append((pk[1], value))
     counts: dict[str, int] = {}
     for chunks in by_partition.values():
-        state, _ = replay_log([raw for _, raw in sorted(chunks)])
+        state, _ = read_log([raw for _, raw in sorted(chunks)])
         for k, v in state.items():
             counts[k] = unpack_account(v).n
     return counts
@@ -110,7 +110,7 @@ def test_sigkill_mid_stream_loses_and_duplicates_nothing(start_worker, redis_url
         return sum(_state_counts(consume_all, broker.bootstrap, w.app_id).values()) >= EVENTS
 
     wait_until(counted, timeout=300, every=5.0)
-    replayed = w2.metric("ratehound_input_replayed_total")
+    reread = w2.metric("ratehound_input_reread_total")
     restored = w2.metric("ratehound_state_restored_total", kind="account")
     w2.stop()  # SIGTERM: a last snapshot, then commit
 
@@ -118,9 +118,9 @@ def test_sigkill_mid_stream_loses_and_duplicates_nothing(start_worker, redis_url
     lost = sum(max(0, n - counts.get(a, 0)) for a, n in expected.items())
     duplicated = sum(max(0, counts.get(a, 0) - n) for a, n in expected.items())
     print(f"\n{'one of two workers' if survivor else 'the worker'}: SIGKILL after {killed_at:.0f} of {EVENTS} events: restored {restored:.0f} accounts, skipped "
-          f"{replayed:.0f} replayed input messages; lost {lost}, duplicated {duplicated}")
+          f"{reread:.0f} input messages read again; lost {lost}, duplicated {duplicated}")
     assert restored > 0  # the crash really left state to restore
-    # ``replayed`` (input re-read and skipped) is printed, not asserted: on the embedded broker a consumer
+    # ``reread`` (input read again and skipped) is printed, not asserted: on the embedded broker a consumer
     # resuming inside a record batch may be handed only the next batch, so the input the skip is for does
     # not always arrive (seen: 0 skipped once in four restarted runs, and in 3 of 4 take-overs, exact every
     # time). The skip itself is tested in-process (test_state.py); here the counts below are the test.

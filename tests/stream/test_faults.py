@@ -80,7 +80,7 @@ def test_redis_outage_and_empty_restart_lose_no_decision(start_worker, own_redis
     # consumption never stops while Redis is away; decisions wait for it
     assert wait_until(lambda: w.metric("ratehound_events_total", outcome="processed") >= processed + len(during))
     assert wait_until(lambda: w.metric("ratehound_sink_up", sink="redis") == 0, timeout=20)
-    assert wait_until(lambda: w.metric("ratehound_sink_pending", sink="redis") > 0, timeout=20)
+    assert wait_until(lambda: w.metric("ratehound_sink_queued", sink="redis") > 0, timeout=20)
 
     own_redis.restart()  # empty: it keeps nothing on disk
     r = redis.Redis.from_url(own_redis.url, socket_timeout=1)
@@ -89,5 +89,5 @@ def test_redis_outage_and_empty_restart_lose_no_decision(start_worker, own_redis
     assert wait_until(lambda: set(decided(first, r)) >= set(blocked_before), timeout=30)
     assert wait_until(lambda: r.get("rh:heartbeat"), timeout=15)
     assert wait_until(lambda: w.metric("ratehound_sink_up", sink="redis") == 1, timeout=20)
-    assert w.metric("ratehound_sink_pending", sink="redis") == 0
+    assert w.metric("ratehound_sink_queued", sink="redis") == 0
     p.close()

@@ -18,8 +18,6 @@ import redis
 from kafka import KafkaProducer
 
 from lab.embedded import EmbeddedBroker, consume_all, wait_until
-from stream.settings import Settings, Topics
-from stream.topics import ensure_topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -67,8 +65,6 @@ def test_key_flood_keeps_memory_series_and_redis_bounded(start_worker, redis_url
                    f"  ip_cache_size: {CAP}\nevent_time:\n  dedupe_ids: {CAP}\n")
     with EmbeddedBroker() as broker:  # its own: tansu never frees what the flood puts in it
         w = start_worker(redis_url, broker_url=broker.url, config=str(cfg), partitions=PARTITIONS)
-        ensure_topics(Settings(kafka_broker=broker.url, app_id=w.app_id, partitions=w.partitions,
-                               topics=Topics(**w.topics)))
         try:
             processed = lambda: w.metric("ratehound_events_total", outcome="processed")  # noqa: E731
             p = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=5, acks=1, max_request_size=4 << 20)

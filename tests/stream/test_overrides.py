@@ -18,8 +18,8 @@ from detectors.policy import Decision
 from lab.embedded import free_port
 from stream import cli
 from stream.gateway import TokenBuckets, verdict
-from stream.overrides import MANUAL_STRENGTH, OverrideError, build_override, parse_ttl, validate_key
-from stream.sinks.redis import RedisDecisionSink
+from stream.overrides import OverrideError, build_override, parse_ttl, validate_key
+from stream.sinks.redis import MANUAL_STRENGTH, RedisDecisionSink
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -92,7 +92,7 @@ def test_slow_redis_never_stops_consumption(start_worker, own_redis, broker, rec
         assert w.metric("ratehound_events_total", outcome="rejected") == 0
 
         # every throttle/block on the decisions topic is readable in Redis, and nothing else is there
-        wait_until(lambda: w.metric("ratehound_sink_pending", sink="redis") == 0, timeout=15)
+        wait_until(lambda: w.metric("ratehound_sink_queued", sink="redis") == 0, timeout=15)
         published = w.metric("ratehound_sink_writes_total", sink="redis", result="ok")
         decisions = [orjson.loads(r.value) for r in
                      consume_all(broker.bootstrap, w.topics["decisions"], timeout=20, min_messages=int(published))]
@@ -104,7 +104,7 @@ def test_slow_redis_never_stops_consumption(start_worker, own_redis, broker, rec
         # and the metrics say so: sink up, nothing queued or failed, every decision >= 200 ms to Redis
         text = w.metrics_text()
         assert w.metric("ratehound_sink_up", sink="redis") == 1
-        assert w.metric("ratehound_sink_pending", sink="redis") == 0
+        assert w.metric("ratehound_sink_queued", sink="redis") == 0
         assert w.metric("ratehound_sink_writes_total", sink="redis", result="error") == 0
         assert w.metric("ratehound_sink_writes_total", sink="redis", result="ok") == len(decisions)
         name = "ratehound_event_to_decision_seconds"

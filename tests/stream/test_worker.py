@@ -201,3 +201,44 @@ def test_sigterm_right_after_a_batch_stops_promptly_and_resumes_exactly(start_wo
     # the shutdown snapshot held the three: whatever of them is read again is skipped, never re-counted
     assert w2.metric("ratehound_events_total", outcome="processed") == 1
     assert w2.metric("ratehound_state_restored_total", kind="account") == 1
+
+
+def _decide(w, broker, redis_url: str, *args: str) -> None:
+    """``ratehound decision ...`` against this worker's decisions topic, as an operator runs it."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, KAFKA_BROKER=broker.bootstrap, REDIS_URL=redis_url, USER="oncall",
+               RATEHOUND_TOPIC_DECISIONS=w.topics["decisions"])
+    done = subprocess.run([sys.executable, "-m", "stream.cli", "decision", *args], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+
+
+def test_manual_decisions_survive_a_redis_that_restarts_empty(start_worker, own_redis, producer, broker):
+    w = start_worker(own_redis.url)
+    r = redis.Redis.from_url(own_redis.url)
+    producer.send(w.topics["requests"], value=orjson.dumps(_campaign(12, time.time())))
+    producer.flush()
+    blocked = lambda: sorted(k.decode().rsplit(":", 1)[1] for k in r.keys("rh:d:account:acct_camp_*"))  # noqa: E731
+    assert wait_until(lambda: len(blocked()) >= 2), "the campaign made fewer than two blocks"
+    in_force = wait_until(lambda: w.metric("ratehound_active_enforcements", scope="account"), timeout=15)
+    assert in_force >= 2
+    lifted, kept = blocked()[:2]
+
+    _decide(w, broker, own_redis.url, "allow", "account", lifted, "--ttl", "10m", "--reason", "false_positive")
+    _decide(w, broker, own_redis.url, "block", "account", "acct_by_hand", "--ttl", "10m", "--reason", "stolen_key")
+    # a block lifted by hand is no longer counted as in force
+    assert wait_until(lambda: w.metric("ratehound_active_enforcements", scope="account") == in_force - 1,
+                      timeout=20), w.metric("ratehound_active_enforcements", scope="account")
+
+    own_redis.restart()  # empty: every decision gone
+    assert r.get(f"rh:d:account:{lifted}") is None
+    doc = lambda key: orjson.loads(r.get(f"rh:d:account:{key}") or b"{}")  # noqa: E731
+    # within one re-assertion period (15 s): the people's decisions as pins, and the detector's own
+    assert wait_until(lambda: doc("acct_by_hand") and doc(lifted) and doc(kept), timeout=30)
+    assert (doc("acct_by_hand")["action"], doc("acct_by_hand")["manual"]) == ("block", True)
+    assert (doc(lifted)["action"], doc(lifted)["manual"], doc(lifted)["by"]) == ("allow", True, "oncall")
+    assert doc(kept)["action"] == "block" and "manual" not in doc(kept)
+    assert 500_000 < r.pttl("rh:d:account:acct_by_hand") <= 600_000  # its own expiry, not extended
