@@ -19,7 +19,6 @@ import orjson
 from stream.files import READ_ERRORS, file_problem
 
 
-
 class InputError(ValueError):
     """A file (or an in-memory record) a backtest cannot read: the message is one line naming it."""
 

@@ -90,7 +90,7 @@ class AccountStage:
                 self._expire(ts)
         acct = ev.account_id
         net_hit = self._ip_cache.get(ev.ip)
-        net, net_id = net_hit if net_hit is not None else self.netkeys.lookup(ev.ip)
+        net, net_id, address = net_hit if net_hit is not None else self.netkeys.lookup(ev.ip)
         created = ev.account_created_ts
         s = self.accounts.get_or_create(acct, ts, created)
         out_tok = ev.output_tokens or 0
@@ -122,10 +122,15 @@ class AccountStage:
             else:
                 self.to_score.append((acct, ts, x))
 
+        n = s.n
+        networks = s.nets.bit_count()
         return Observation(
             ts, acct, net, net_id, ev.asn, age < acfg.young_age_s, harvest_ratio >= acfg.harvest_ratio,
             self._awakened_rps(s, ts, age, r10), out_tok, in_tok, created, ev.user_agent, ev.prompt_fp,
-            ev.payment_fp, harvest_ratio, s.nets.bit_count(),
+            ev.payment_fp, harvest_ratio, networks, n,
+            networks >= acfg.rotating_min_networks and s.switches >= acfg.rotating_min_switch_share * (n - 1),
+            n >= acfg.automated_min_requests and s.timing_cv() <= acfg.automated_max_timing_cv, address,
+            s.typical_gap() if n > 1 else 0.0,
         )
 
     def _late(self, ev: Event, rejects: list[Reject]) -> bool:

@@ -124,9 +124,12 @@ class AccountState:
                     v[_LAG] = c_mid * _K_MID
                     v[_LAGTS] = ts
                 v[_PEAK] = peak
-            d = math.log(dt + 0.05) - v[_IAM]
-            v[_IAM] += 0.2 * d
-            v[_IAV] = 0.8 * (v[_IAV] + 0.2 * d * d)
+            if self.n == 1:  # its first gap: the mean starts there, not at 0 (which would fake a spread)
+                v[_IAM] = math.log(dt + 0.05)
+            else:
+                d = math.log(dt + 0.05) - v[_IAM]
+                v[_IAM] += 0.2 * d
+                v[_IAV] = 0.8 * (v[_IAV] + 0.2 * d * d)
             v[_LAST] = ts
         else:
             # The same instant, or late: input partitions are read side by side but not in step, so
@@ -200,6 +203,17 @@ class AccountState:
 
     def distinct_networks(self) -> int:
         return self.nets.bit_count()
+
+    def typical_gap(self) -> float:
+        """Its typical time between two requests, in seconds: the geometric mean, recent ones weighing most.
+
+        >>> s = AccountState(first_ts=0.0, created=None)
+        >>> for t in (0.0, 600.0, 1200.0):
+        ...     s.update(t, net=1, out_tok=0, in_tok=0, learn=True)
+        >>> round(s.typical_gap())
+        600
+        """
+        return math.exp(self.v[_IAM]) if self.n > 1 else 0.0
 
     def timing_cv(self) -> float:
         """Spread of log inter-arrival times: scripts are regular, people are not."""

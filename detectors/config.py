@@ -20,11 +20,10 @@ from pydantic import Field, ValidationError, create_model, field_validator, mode
 from detectors.rules import RULE_NAMES, default_rules, sections
 from detectors.rules.base import RuleConfig, Strict
 
-_Strict = Strict
 __all__ = ["RuleConfig"]  # re-exported: thresholds files and tests name it here
 
 
-class EventTimeConfig(_Strict):
+class EventTimeConfig(Strict):
     """How event time is trusted: bounded lateness and future skew."""
 
     max_future_s: float = Field(300.0, gt=0, description="events further ahead of the clock are rejected")
@@ -35,38 +34,50 @@ class EventTimeConfig(_Strict):
         100_000, ge=1000, description="event ids each account partition remembers, to count a redelivery once")
 
 
-class AccountConfig(_Strict):
+class AccountConfig(Strict):
     """Per-account state: who counts as young or old, when answers are harvested, how long state lives."""
 
     young_age_s: float = Field(3 * 86400.0, gt=0, description="accounts younger than this form the young cohort")
     old_age_s: float = Field(30 * 86400.0, gt=0, description="accounts older than this may be 'awakened' keys")
     harvest_ratio: float = Field(2.0, gt=0, description="output/input tokens above which answers are harvested")
+    rotating_min_networks: int = Field(2, ge=2, description="an account hopping between at least this many networks")
+    rotating_min_switch_share: float = Field(
+        0.5, ge=0, le=1, description="...with at least this share of its requests from another network than the last")
+    automated_min_requests: int = Field(10, ge=3, description="requests before an account's timing is judged")
+    automated_max_timing_cv: float = Field(
+        0.35, gt=0,
+        description="spread of its log inter-arrival times at most this: machine-regular (people: about 0.6)")
     idle_expiry_s: float = Field(6 * 3600.0, gt=0, description="state of an account idle this long is dropped")
     max_accounts: int = Field(2_000_000, ge=1000, description="cap on tracked accounts (oldest idle evicted)")
 
 
-class ClusterConfig(_Strict):
-    """Clusters of young accounts acting alike (shared payment, near prompts, same client + sign-up time)."""
+class ClusterConfig(Strict):
+    """Clusters of accounts sharing a prompt band, a client with its sign-up window, or a card: their recent
+    members and what those members are like (the campaign rules judge the composition)."""
 
-    window_s: float = Field(1800.0, gt=0, description="members count while seen within this window")
-    min_accounts: int = Field(6, ge=2, description="distinct young accounts in one cluster")
-    min_networks: int = Field(4, ge=1, description="distinct networks those accounts came from")
-    max_network_share: float = Field(0.5, gt=0, le=1, description="most members one network may hold")
-    crowd_min_accounts: int = Field(5, ge=2, description="young accounts on one network that make a crowd")
-    crowd_max_harvest_share: float = Field(
-        0.5, ge=0, le=1, description="a network's young accounts are a crowd only while fewer harvest")
+    window_s: float = Field(6 * 3600.0, gt=0, description="members count while seen within this window")
     signup_bucket_s: float = Field(6 * 3600.0, gt=0, description="sign-up time bucket of the client+sign-up cluster")
-    prompt_bands: int = Field(4, ge=1, le=8, description="LSH bands over the 64-bit prompt SimHash")
-    max_members_tracked: int = Field(64, ge=8)
+    prompt_bands: int = Field(
+        3, ge=1, le=8, description="LSH bands over the 64-bit prompt SimHash (fewer: wider, fewer chance meetings)")
+    max_members_tracked: int = Field(64, ge=8, description="most recent members a cluster remembers")
     max_clusters: int = Field(2_000_000, ge=1000)
+    seen_once_slots: int = Field(
+        1 << 20, ge=1 << 10, description="slots of the table of keys seen from one account only (a power of two)")
+
+    @field_validator("seen_once_slots")
+    @classmethod
+    def _power_of_two(cls, v: int) -> int:
+        if v & (v - 1):
+            raise ValueError(f"must be a power of two, got {v}")
+        return v
 
 
-class NetworkConfig(_Strict):
+class NetworkConfig(Strict):
     """Per-network (/24, /48) and per-ASN state, and when an old account counts as awakened."""
 
     ipv4_prefix: int = Field(24, ge=8, le=32)
     ipv6_prefix: int = Field(48, ge=16, le=128)
-    window_s: float = Field(300.0, gt=0)
+    window_s: float = Field(1800.0, gt=0, description="awakened accounts on a network are counted while seen within this window")
     awakened_min_rps: float = Field(0.4, gt=0, description="10-second rate of an awakened account")
     awakened_ratio: float = Field(8.0, gt=1, description="that rate over the account's own long-run rate")
     awakened_baseline_floor_rps: float = Field(0.01, gt=0)
@@ -75,7 +86,7 @@ class NetworkConfig(_Strict):
     ip_cache_size: int = Field(100_000, ge=1000, description="addresses whose network is remembered, per stage")
 
 
-class PolicyConfig(_Strict):
+class PolicyConfig(Strict):
     """Rules to actions, allowlists and when a decision may be re-emitted."""
 
     rules: dict[str, RuleConfig] = Field(default_factory=default_rules)
@@ -85,6 +96,7 @@ class PolicyConfig(_Strict):
     allow_accounts: frozenset[str] = frozenset()
     allow_networks: frozenset[str] = frozenset()
     allow_asns: frozenset[int] = frozenset()
+    allow_payments: frozenset[str] = frozenset()
 
     @model_validator(mode="before")
     @classmethod
@@ -116,7 +128,7 @@ class PolicyConfig(_Strict):
         return self
 
 
-class CoreConfig(_Strict):
+class CoreConfig(Strict):
     """The sections every detector reads: event time, per-account, per-network and cluster state, policy."""
 
     version: str = "default"
@@ -161,8 +173,8 @@ def parse_config(doc: dict[str, Any] | None) -> DetectorConfig:
     Traceback (most recent call last):
     ...
     detectors.config.ConfigError: fanout.min_accounts: Input should be greater than or equal to 1 (got 0)
-    >>> parse_config({"version": "v7"}).cluster.min_accounts
-    6
+    >>> parse_config({"version": "v7"}).cluster.max_members_tracked
+    64
     """
     try:
         return DetectorConfig.model_validate(doc or {})

@@ -1,9 +1,9 @@
 """The group stage: per-network, per-ASN and per-cluster statistics and their rules.
 
 Partitioned by group key: a network or a cluster gathers many accounts from many account partitions.
-An observation reaches the stage holding its network first (``observe_networks``), which counts the
-crowd of young accounts there, then the stages holding its cluster keys (``observe_clusters``), in the
-order ``detectors.routing`` visits them.
+An observation reaches the stage holding its network first (``observe_networks``), then the stages
+holding its cluster keys (``observe_clusters``), in the order ``detectors.routing`` visits them, with
+what the earlier keys found.
 """
 
 from __future__ import annotations
@@ -11,7 +11,18 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from detectors.clusters import ClusterState, ClusterTracker
+from detectors.clusters import (
+    AUTOMATED,
+    HARVEST,
+    REPEAT,
+    ROTATING,
+    SEASONED,
+    YOUNG,
+    ClusterState,
+    ClusterTracker,
+    Member,
+    trait,
+)
 from detectors.config import DetectorConfig
 from detectors.network import NetworkState, NetworkTracker
 from detectors.observation import Observation
@@ -35,16 +46,18 @@ class NetworkView:
 
 
 class ClusterView:
-    """A young account's observation on one of its clusters, as the cluster rules read it."""
+    """An account's observation on one of its clusters, as the cluster rules read it."""
 
-    __slots__ = ("o", "key", "c", "crowded", "min_accounts")
+    __slots__ = ("o", "key", "c", "m", "memo", "traits", "traits_of")
 
     def __init__(self) -> None:
         self.o: Observation
+        self.traits: tuple[int, int, int, int, int] = (0, 0, 0, 0, 0)
+        self.traits_of: Observation | None = None  # the observation ``traits`` were computed for
         self.key = ""
         self.c: ClusterState
-        self.crowded = False  # many young accounts on its network with it: a classroom, a NAT
-        self.min_accounts = 0
+        self.m: Member  # the account as a member of this cluster
+        self.memo: Any = None  # what the first rule that judged this cluster found, for the next ones
 
 
 class GroupStage:
@@ -58,6 +71,9 @@ class GroupStage:
         self._next_expiry = -math.inf
         self._net_view = NetworkView()
         self._cluster_view = ClusterView()
+        # Accounts a conclusive rule decided on here, until half their decision's time has passed: their
+        # requests in between are counted in their clusters but not judged again (a campaign's bulk).
+        self._decided: dict[str, float] = {}
         self._configure(cfg)
 
     def _configure(self, cfg: DetectorConfig) -> None:
@@ -66,68 +82,83 @@ class GroupStage:
         self.cluster_rules: list[Rule[Any]] = [r(cfg.section(r.section)) for r in RULES if r.stage == "cluster"]
 
     def observe_networks(self, o: Observation, keys: list[str], decisions: list[Decision]) -> int:
-        """The observation on its network and ASN (those of ``keys`` this stage holds).
-
-        Returns the crowd around a young account on its network (young accounts seen there within the
-        cluster window, when the network's young accounts do not harvest): the cluster rules spare an
-        account in a crowd, so the stage that holds the network hands this number on with the
-        observation to the stages holding its clusters. 0 when the network is not among ``keys``."""
-        ccfg = self.cfg.cluster
+        """The observation on its network and ASN (those of ``keys`` this stage holds): the network rules
+        about an awakened account on its network, and the network as a cluster of the accounts using it
+        (``net:`` key; an exit pool's composition). Returns 1 when a conclusive rule fired, else 0, to
+        hand on to the account's cluster keys."""
         ts = o.ts
         if ts > self.now:
             self._tick(ts)
-        crowd = 0
+        found = 0
         if keys[0] == o.net:
-            ns = self.networks.observe(o.net, o.account, ts, o.young, o.awakened_rps > 0, o.out_tok, o.in_tok,
-                                       o.harvest)
+            ns = self.networks.observe(o.net, o.account, ts, o.young, o.awakened_rps > 0, o.out_tok, o.in_tok)
             if o.awakened_rps > 0:
                 v = self._net_view
                 v.o, v.ns, v.window_s = o, ns, self.cfg.network.window_s
-                v.awakened = self.networks.mark_awakened(ns, o.account, ts)
+                v.awakened = self.networks.mark_awakened(ns, o.account, ts, o.address, trait(o.user_agent))
                 for rule in self.network_rules:
                     f = rule.find(v)
                     if f is not None:
                         self._say(rule, f, ts, v, decisions)
-            # Young accounts that live on one network full of other young accounts asking ordinary
-            # questions: a classroom or hackathon. A proxy exit crowded by a campaign harvests instead.
-            if o.young and o.networks_used == 1 and ns.young_harvest_share() < ccfg.crowd_max_harvest_share:
-                crowd = ns.young_accounts(ts, ccfg.window_s)
+            found = self.observe_clusters(o, ["net:" + o.net], 0, decisions)
         if keys[-1] != o.net:  # the ASN key comes last among the network keys
             self.networks.observe(keys[-1], o.account, ts, o.young, False, o.out_tok, o.in_tok)
-        return crowd
+        return found
 
-    def observe_clusters(self, o: Observation, keys: list[str], crowd: int, decisions: list[Decision]) -> bool:
-        """A young account's observation on its clusters (``keys``, in visiting order), given the crowd on
-        its network. Returns True when a conclusive rule fired: the account's later cluster keys are then
-        left alone (the routing stops its visit there too)."""
+    def observe_clusters(self, o: Observation, keys: list[str], found: int, decisions: list[Decision]) -> int:
+        """An account's observation on its clusters (``keys``, in visiting order). ``found`` is 1 when a
+        conclusive rule already fired on it in this visit (at a stage that held an earlier key): its later
+        clusters then only count it, and its card remembers it as a campaign's. Returns ``found`` as it
+        stands after these keys, to hand on with the observation."""
         ccfg = self.cfg.cluster
         ts = o.ts
         if ts > self.now:
             self._tick(ts)
+        flags = ((HARVEST if o.harvest else 0) | (YOUNG if o.young else 0) | (ROTATING if o.rotating else 0)
+                 | (AUTOMATED if o.automated else 0) | (REPEAT if o.requests > 1 else 0)
+                 | (SEASONED if o.requests >= self.cfg.account.automated_min_requests else 0))
         v = self._cluster_view
-        v.o, v.crowded, v.min_accounts = o, crowd >= ccfg.crowd_min_accounts, ccfg.min_accounts
-        observe = self.clusters.observe
+        v.o = o
+        if v.traits_of is not o:  # its traits, once per observation (its network's stage and clusters' may be one)
+            v.traits_of = o
+            v.traits = (trait(o.payment_fp), trait(o.user_agent),
+                        0 if o.created is None else int(o.created // ccfg.signup_bucket_s) | 1 << 40,
+                        int(o.prompt_fp[:4], 16) + 1 if o.prompt_fp else 0, flags)
+        card, client, cohort, prompt, flags = v.traits
+        observe, mark = self.clusters.observe, self.clusters.mark_campaign
+        if not found:
+            until = self._decided.get(o.account)
+            if until is not None and ts < until:
+                found = 1
         for key in keys:
-            c = observe(key, o.account, ts, o.net_id, o.harvest)
-            if not c.flagged:
+            c = observe(key, o.account, ts, o.net_id, card, client, cohort, prompt, flags)
+            if c is None:
                 continue
-            v.key, v.c = key, c
+            if found:
+                mark(c, o.account)
+            v.key, v.c, v.m, v.memo = key, c, c.members[o.account], None
             for rule in self.cluster_rules:
+                if found and rule.scope == "account":
+                    continue  # said once per visit; the card's rule still reads this one
                 f = rule.find(v)
                 if f is None:
                     continue
-                self._say(rule, f, ts, v, decisions)
+                d = self._say(rule, f, ts, v, decisions)
                 if rule.conclusive:
-                    return True
-                break
-        return False
+                    found = 1
+                    mark(c, o.account)
+                    if d is not None:
+                        self._decided[o.account] = d.ts + 0.5 * d.ttl_s
+        return found
 
-    def _say(self, rule: Rule[Any], f: Finding, ts: float, view: Any, decisions: list[Decision]) -> None:
+    def _say(self, rule: Rule[Any], f: Finding, ts: float, view: Any, decisions: list[Decision]) -> Decision | None:
         policy = self.policy
-        if policy.would_decide(rule.scope, f.key, rule.name, ts):
-            d = policy.decide(rule.scope, f.key, rule.name, ts, f.score, rule.evidence(view))
+        if policy.would_decide(rule.scope, f.key, rule.name, ts, f.hold_s):
+            d = policy.decide(rule.scope, f.key, rule.name, ts, f.score, rule.evidence(view), f.hold_s)
             if d is not None:
                 decisions.append(d)
+                return d
+        return None
 
     def _tick(self, ts: float) -> None:
         self.now = ts
@@ -145,5 +176,6 @@ class GroupStage:
     def _expire(self, now: float) -> None:
         self.networks.expire(now)
         self.clusters.expire(now)
+        self._decided = {a: until for a, until in self._decided.items() if until > now}
         self.policy.expire(now)
         self._next_expiry = now + EXPIRY_EVERY_S

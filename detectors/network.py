@@ -39,27 +39,36 @@ class NetworkKeys:
     def __init__(self, ipv4_prefix: int = 24, ipv6_prefix: int = 48, cache_size: int = 500_000):
         self.v4 = ipv4_prefix
         self.v6 = ipv6_prefix
-        self.cache: dict[str, tuple[str, int]] = {}  # read directly on the hot path; cleared, never replaced
+        self.cache: dict[str, tuple[str, int, int]] = {}  # read directly on the hot path; cleared, never replaced
         self.cache_size = cache_size
 
     def network_of(self, ip: str) -> str:
         return self.lookup(ip)[0]
 
-    def lookup(self, ip: str) -> tuple[str, int]:
-        """The network and a stable 32-bit id of it (the same in every process)."""
+    def lookup(self, ip: str) -> tuple[str, int, int]:
+        """The network, a stable 32-bit id of it (the same in every process), and the address's host
+        part within it as a number 0-255 (an IPv4 address's last octet; a hash of the rest of an IPv6
+        one), which tells the addresses of one network apart.
+
+        >>> k = NetworkKeys()
+        >>> k.lookup("203.0.113.7")[::2], k.lookup("::ffff:203.0.113.7")[::2]
+        (('203.0.113.0/24', 7), ('203.0.113.0/24', 7))
+        """
         hit = self.cache.get(ip)
         if hit is None:
             if ip[:7].lower() == "::ffff:" and "." in ip:  # an IPv4 client seen through a dual-stack socket
                 hit = self.cache[ip] = self.lookup(ip[7:])
                 return hit
             if ":" not in ip and self.v4 == 24:
-                net = ip[: ip.rfind(".")] + ".0/24"
+                cut = ip.rfind(".")
+                net, host = ip[:cut] + ".0/24", int(ip[cut + 1:])
             else:
                 prefix = self.v6 if ":" in ip else self.v4
                 net = str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
+                host = int(ip.rsplit(".", 1)[1]) if ":" not in ip else zlib.crc32(ip.encode()) & 0xFF
             if len(self.cache) >= self.cache_size:
                 self.cache.clear()
-            hit = self.cache[ip] = (net, zlib.crc32(net.encode()))
+            hit = self.cache[ip] = (net, zlib.crc32(net.encode()), host)
         return hit
 
 
@@ -67,33 +76,57 @@ class NetworkState:
     """Recent activity of one network: decayed rates, awakened accounts, flagged share."""
 
     __slots__ = ("last_ts", "c_min", "c_flagged", "c_hour", "young_hour", "out_tok", "in_tok", "awakened",
-                 "accounts", "young", "young_harvest_hour", "flagged_until")
+                 "accounts", "young", "flagged_until")
 
     def __init__(self, ts: float):
         self.last_ts = ts
-        self.c_min = self.c_flagged = self.c_hour = self.young_hour = self.young_harvest_hour = 0.0
+        self.c_min = self.c_flagged = self.c_hour = self.young_hour = 0.0
         self.out_tok = self.in_tok = 0.0
-        self.awakened: dict[str, float] = {}
+        # awakened account -> (last seen, the addresses it used here as a 256-bit set, its client)
+        self.awakened: dict[str, tuple[float, int, int]] = {}
         self.accounts: dict[str, float] = {}
         self.young: dict[str, float] = {}
         self.flagged_until = 0.0
 
     def awakened_count(self, now: float, window_s: float) -> int:
         horizon = now - window_s
-        stale = [a for a, t in self.awakened.items() if t < horizon]
+        stale = [a for a, w in self.awakened.items() if w[0] < horizon]
         for a in stale:
             del self.awakened[a]
         return len(self.awakened)
 
-    def young_accounts(self, now: float, window_s: float) -> int:
-        """Distinct young accounts seen here within the window (a classroom, a hackathon)."""
-        horizon = now - window_s
-        if len(self.young) > 8:
-            self.young = {a: t for a, t in self.young.items() if t >= horizon}
-        return sum(1 for t in self.young.values() if t >= horizon)
+    def coordination(self) -> tuple[float, float]:
+        """How alike the awakened accounts here act: (the share of them using addresses another one uses
+        too: two of theirs, or their one; the share of the commonest client among them).
 
-    def young_harvest_share(self) -> float:
-        return self.young_harvest_hour / self.young_hour if self.young_hour else 0.0
+        One operator driving stolen keys runs them all through the same few servers with one tool; the
+        CI runners of many customers each lease their own runner and bring their own client.
+
+        >>> s = NetworkState(0.0)
+        >>> s.awakened = {"a": (0.0, 0b0110, 1), "b": (0.0, 0b0111, 1), "c": (0.0, 0b1000, 2)}
+        >>> s.coordination()
+        (0.667, 0.667)
+        """
+        ws = list(self.awakened.values())[-64:]
+        n = len(ws)
+        if n < 2:
+            return 0.0, 0.0
+        sharing = 0
+        for i, (_, bits, _) in enumerate(ws):
+            need = 2 if bits & (bits - 1) else 1
+            if any((bits & other).bit_count() >= need for j, (_, other, _) in enumerate(ws) if j != i):
+                sharing += 1
+        clients: dict[int, int] = {}
+        for _, _, client in ws:
+            clients[client] = clients.get(client, 0) + 1
+        return round(sharing / n, 3), round(max(clients.values()) / n, 3)
+
+    def established(self, now: float, window_s: float) -> int:
+        """Old accounts active here within the window that did not wake up: ordinary customers of the
+        network (a heavy customer, an app back-end), whom a block of the network would hit."""
+        horizon = now - window_s
+        awakened, young = self.awakened, self.young
+        return sum(1 for a, t in self.accounts.items() if t >= horizon and a not in awakened and a not in young)
 
     def flagged_share(self) -> float:
         return self.c_flagged / self.c_min if self.c_min > 0 else 0.0
@@ -130,7 +163,7 @@ class NetworkTracker:
         return len(self.networks)
 
     def observe(self, net: str, account: str, ts: float, young: bool, flagged: bool, out_tok: int,
-                in_tok: int, harvest: bool = False) -> NetworkState:
+                in_tok: int) -> NetworkState:
         s = self.networks.get(net)
         if s is None:
             if len(self.networks) >= self.cfg.max_networks:
@@ -145,7 +178,6 @@ class NetworkTracker:
             s.c_flagged *= f_min
             s.c_hour = s.c_hour * f_hour + 1.0
             s.young_hour *= f_hour
-            s.young_harvest_hour *= f_hour
             s.out_tok = s.out_tok * f_hour + out_tok
             s.in_tok = s.in_tok * f_hour + in_tok
             s.last_ts = ts
@@ -164,8 +196,6 @@ class NetworkTracker:
         cap = self.max_accounts_per_network
         if young:
             s.young_hour += w_hour
-            if harvest:
-                s.young_harvest_hour += w_hour
             if account in s.young or len(s.young) < cap:
                 s.young[account] = ts
         accounts = s.accounts
@@ -173,10 +203,14 @@ class NetworkTracker:
             accounts[account] = ts
         return s
 
-    def mark_awakened(self, s: NetworkState, account: str, ts: float) -> int:
-        """Record an awakened busy account on this network; returns how many are within the window."""
-        if account in s.awakened or len(s.awakened) < self.max_accounts_per_network:
-            s.awakened[account] = ts
+    def mark_awakened(self, s: NetworkState, account: str, ts: float, address: int = 0, client: int = 0) -> int:
+        """Record an awakened busy account on this network, with the address it came from and its client;
+        returns how many are within the window."""
+        w = s.awakened.get(account)
+        if w is not None:
+            s.awakened[account] = (max(ts, w[0]), w[1] | 1 << address, client)
+        elif len(s.awakened) < self.max_accounts_per_network:
+            s.awakened[account] = (ts, 1 << address, client)
         return s.awakened_count(ts, self.cfg.window_s)
 
     def expire(self, now: float) -> int:
@@ -188,6 +222,9 @@ class NetworkTracker:
             if len(s.accounts) > 16:
                 cutoff = now - self.cfg.window_s
                 s.accounts = {a: t for a, t in s.accounts.items() if t >= cutoff}
+            if len(s.young) > 16:
+                cutoff = now - self.cfg.window_s
+                s.young = {a: t for a, t in s.young.items() if t >= cutoff}
         return len(stale)
 
     def _evict(self) -> None:

@@ -6,7 +6,10 @@ import msgspec
 
 
 class Observation(msgspec.Struct, array_like=True, gc=False):
-    """One valid event as the group stages need it: who, where, and the account's features."""
+    """One valid event as the group stages need it: who, where, and the account's traits so far.
+
+    The traits are the account's own (its history in the account stage), so a group stage can weigh
+    each member of a network or a cluster without holding per-account state of its own."""
 
     ts: float
     account: str
@@ -24,3 +27,8 @@ class Observation(msgspec.Struct, array_like=True, gc=False):
     payment_fp: str | None
     harvest_ratio: float
     networks_used: int  # distinct networks its requests came from (a proxy's exits: many)
+    requests: int = 1  # the account's requests so far, this one included
+    rotating: bool = False  # it hops between networks: most requests from another than the last
+    automated: bool = False  # machine-regular timing over enough requests
+    address: int = 0  # the host part of its address within the network (IPv4: last octet)
+    gap_s: float = 0.0  # its typical time between two requests (0 before its second)

@@ -54,8 +54,9 @@ def decision_id(scope: str, key: str, rule: str, window: int) -> str:
 class DecisionLedger:
     """What is in force per (scope, key): says whether a new decision adds anything.
 
-    A decision is news when nothing is in force on its key, when it is stronger,
-    or when the one in force has less than ``refresh_share`` of its TTL left.
+    A decision is news when nothing is in force on its key, when it is stronger, when the one in force
+    has less than ``refresh_share`` of its TTL left, or when it holds longer than that one and would end
+more than ``refresh_share`` of its TTL later.
 
     >>> led = DecisionLedger(refresh_share=0.2)
     >>> led.admit("account", "a", "block", ts=0.0, ttl_s=100.0), led.admit("account", "a", "throttle", 1.0, 100.0)
@@ -82,11 +83,15 @@ class DecisionLedger:
         cur = self.active.get((scope, key))
         # A decision taken later in event time (another stage ran ahead) does not hide an earlier finding.
         if cur is not None and cur[1] <= ts:
-            cur_strength, _, cur_until = cur
+            cur_strength, taken, cur_until = cur
             remaining = cur_until - ts
             strength = STRENGTH[action]
+            # A decision that must hold much longer than the one in force (a campaign found slower than
+            # first thought) is news, as is a refresh of one about to end.
+            longer = ttl_s > cur_until - taken and ts + ttl_s - cur_until > ttl_s * self.refresh_share
             if remaining > 0 and (
-                strength < cur_strength or (strength == cur_strength and remaining > ttl_s * self.refresh_share)
+                strength < cur_strength
+                or (strength == cur_strength and remaining > ttl_s * self.refresh_share and not longer)
             ):
                 return False
         return True
@@ -128,13 +133,13 @@ class Policy:
 
     >>> from detectors.config import PolicyConfig
     >>> p = Policy(PolicyConfig(), version="v1")
-    >>> d = p.decide("account", "a1", "campaign_cluster", ts=100.0, score=0.9, evidence={})
+    >>> d = p.decide("account", "a1", "campaign", ts=100.0, score=0.9, evidence={})
     >>> d.action, d.ttl_s, d.expires_at
     ('block', 3600.0, 3700.0)
-    >>> p.decide("account", "a1", "campaign_cluster", ts=101.0, score=0.9, evidence={}) is None
+    >>> p.decide("account", "a1", "campaign", ts=101.0, score=0.9, evidence={}) is None
     True
     >>> p = Policy(PolicyConfig(allow_accounts=frozenset({"ok"})), version="v1")
-    >>> p.decide("account", "ok", "campaign_cluster", ts=1.0, score=1.0, evidence={}) is None
+    >>> p.decide("account", "ok", "campaign", ts=1.0, score=1.0, evidence={}) is None
     True
     """
 
@@ -159,18 +164,20 @@ class Policy:
             return key in self.cfg.allow_networks
         if scope == "asn":
             return key.isdigit() and int(key) in self.cfg.allow_asns
+        if scope == "payment":
+            return key in self.cfg.allow_payments
         return False
 
-    def would_decide(self, scope: str, key: str, rule: str, ts: float) -> bool:
+    def would_decide(self, scope: str, key: str, rule: str, ts: float, hold_s: float = 0.0) -> bool:
         """Whether ``decide`` would now say something for this finding: a rule that fires on every
         request of a flagged cluster asks first, and builds its evidence only when the answer is yes.
 
         >>> from detectors.config import PolicyConfig
         >>> p = Policy(PolicyConfig(), version="v1")
-        >>> p.would_decide("account", "a1", "campaign_cluster", 100.0)
+        >>> p.would_decide("account", "a1", "campaign", 100.0)
         True
-        >>> _ = p.decide("account", "a1", "campaign_cluster", ts=100.0, score=0.9, evidence={})
-        >>> p.would_decide("account", "a1", "campaign_cluster", 101.0)
+        >>> _ = p.decide("account", "a1", "campaign", ts=100.0, score=0.9, evidence={})
+        >>> p.would_decide("account", "a1", "campaign", 101.0)
         False
         >>> p.would_decide("account", "a1", "no_such_rule", 1.0)   # never silently nothing
         Traceback (most recent call last):
@@ -184,10 +191,11 @@ class Policy:
         cur = self.ledger.active.get((scope, key))
         if cur is None or cur[1] > ts:  # nothing in force: the common answer, without another call
             return True
-        return self.ledger.would_admit(scope, key, "review" if rc.shadow else rc.action, ts, rc.ttl_s)
+        ttl = rc.ttl_s if hold_s <= rc.ttl_s else hold_s
+        return self.ledger.would_admit(scope, key, "review" if rc.shadow else rc.action, ts, ttl)
 
     def decide(self, scope: str, key: str, rule: str, ts: float, score: float,
-               evidence: dict[str, Any]) -> Decision | None:
+               evidence: dict[str, Any], hold_s: float = 0.0) -> Decision | None:
         """The decision to publish for this finding, or None when nothing new is to be said. Its ``ts`` is
         the watermark: the finding's own time or, read out of order, the later time already read."""
         rc = self.cfg.rules[rule]
@@ -195,12 +203,13 @@ class Policy:
             return None
         ts = self.watermark.advance(ts)
         action = "review" if rc.shadow else rc.action
-        if not self.ledger.admit(scope, key, action, ts, rc.ttl_s):
+        ttl = rc.ttl_s if hold_s <= rc.ttl_s else hold_s
+        if not self.ledger.admit(scope, key, action, ts, ttl):
             return None
         return Decision(
-            ts=ts, scope=scope, key=key, action=action, ttl_s=rc.ttl_s, reason=rule, score=round(score, 4),
+            ts=ts, scope=scope, key=key, action=action, ttl_s=ttl, reason=rule, score=round(score, 4),
             evidence=evidence, limit_rps=rc.limit_rps if action == "throttle" else None,
-            id=decision_id(scope, key, rule, int(ts // rc.ttl_s)), expires_at=ts + rc.ttl_s,
+            id=decision_id(scope, key, rule, int(ts // rc.ttl_s)), expires_at=ts + ttl,
             config_version=self.version, shadow=rc.shadow,
         )
 

@@ -4,10 +4,9 @@ The one routing of the worker, of replay and of the tests. Group state is partit
 network, an ASN, a cluster), so one observation may concern several stages. It visits, in order:
 
 1. the stage holding its network, which observes the network (and the ASN, when the same stage holds
-   it; otherwise the ASN's stage gets its own copy, which goes nowhere further) and counts the crowd of
-   young accounts there;
-2. its cluster keys in order, a run of keys held by one stage at a time, the crowd handed on with it,
-   until a conclusive finding ends the visit.
+   it; otherwise the ASN's stage gets its own copy, which goes nowhere further);
+2. its cluster keys in order, a run of keys held by one stage at a time, handing on whether a campaign
+   was found on an earlier key (the card, last, remembers it).
 
 With one partition every key is held by one stage and the visit is one step, as replay runs it.
 """
@@ -16,7 +15,7 @@ from __future__ import annotations
 
 import zlib
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from detectors.clusters import cluster_keys
 from detectors.config import ClusterConfig
@@ -26,7 +25,8 @@ from detectors.observation import Observation
 from detectors.policy import Decision
 
 # An observation on its way: the network keys the next stage holds (empty once they are observed), its
-# cluster keys still to visit, in order, and the crowd on its network (-1 until counted).
+# cluster keys still to visit, in order, and what its visit found so far: -1 before its network is
+# observed, then 1 once a conclusive rule fired on it, else 0.
 GroupItem = tuple[Observation, list[str], list[str], int]
 
 
@@ -61,8 +61,7 @@ class GroupRouter:
     def first_stops(self, o: Observation) -> list[tuple[int, GroupItem]]:
         """Where an observation goes first: its network's partition (with the cluster keys to visit next),
         and its ASN's, on its own, when another partition holds it."""
-        clusters = (cluster_keys(o.prompt_fp, o.payment_fp, o.user_agent, o.created, self.ccfg)
-                    if o.young else [])
+        clusters = cluster_keys(o.prompt_fp, o.payment_fp, o.user_agent, o.created, self.ccfg)
         part = self.partition
         net_p = part(o.net)
         if o.asn is None:
@@ -76,19 +75,18 @@ class GroupRouter:
     def visit(self, stage: GroupStage, p: int, item: GroupItem,
               decisions: list[Decision]) -> tuple[int, GroupItem] | None:
         """What the stage of partition ``p`` holds of the item, observed; where it goes next, if anywhere."""
-        o, nets, to_visit, crowd = item
-        if crowd < 0:
-            crowd = stage.observe_networks(o, nets, decisions)
+        o, nets, to_visit, found = item
+        if found < 0:
+            found = stage.observe_networks(o, nets, decisions)
         part = self.partition
         i, n = 0, len(to_visit)
         while i < n:
             if part(to_visit[i]) != p:
-                return part(to_visit[i]), (o, [], to_visit[i:], crowd)
+                return part(to_visit[i]), (o, [], to_visit[i:], found)
             j = i + 1
             while j < n and part(to_visit[j]) == p:
                 j += 1
-            if stage.observe_clusters(o, to_visit[i:j], crowd, decisions):
-                return None
+            found = stage.observe_clusters(o, to_visit[i:j], found, decisions)
             i = j
         return None
 
@@ -98,33 +96,32 @@ class GroupRouter:
         for p, item in self.first_stops(o):
             self.visit(stage, p, item, decisions)
 
-    def visit_held(self, work: dict[int, list[GroupItem]], held: Callable[[int], GroupStage | None],
+    def visit_held(self, work: Iterable[tuple[int, GroupItem]], held: Callable[[int], GroupStage | None],
                    decisions: list[Decision],
                    on_error: Callable[[Exception], None] | None = None
                    ) -> tuple[dict[int, list[GroupItem]], int]:
-        """Visit every item bound for a partition whose stage is held here (``held(p)`` is not None),
-        following it from stage to stage while it stays here. Returns what goes to other partitions, and
-        how many visits were made here."""
+        """Visit each item bound for a partition whose stage is held here (``held(p)`` is not None), in the
+        order given (event order), following it from stage to stage while it stays here before taking the
+        next: what one process decides, a worker holding every partition decides. Returns what goes to
+        other partitions, and how many visits were made here."""
         away: dict[int, list[GroupItem]] = defaultdict(list)
         visit = self.visit
         visits = 0
-        while work:
-            onward: dict[int, list[GroupItem]] = defaultdict(list)
-            for p, items in work.items():
+        for p, item in work:
+            while True:
                 stage = held(p)
                 if stage is None:
-                    away[p].extend(items)
-                    continue
-                visits += len(items)
-                for item in items:
-                    try:
-                        nxt = visit(stage, p, item, decisions)
-                    except Exception as exc:
-                        if on_error is None:
-                            raise
-                        on_error(exc)  # the event was processed and counted upstream: only its groups fail
-                        continue
-                    if nxt is not None:
-                        onward[nxt[0]].append(nxt[1])
-            work = onward
+                    away[p].append(item)
+                    break
+                visits += 1
+                try:
+                    nxt = visit(stage, p, item, decisions)
+                except Exception as exc:
+                    if on_error is None:
+                        raise
+                    on_error(exc)  # the event was processed and counted upstream: only its groups fail
+                    break
+                if nxt is None:
+                    break
+                p, item = nxt
         return away, visits

@@ -277,7 +277,7 @@ class Worker:
             self._unacked[p].append(msg)
         if reread:
             metrics.REREAD.inc(reread)
-        routed: dict[int, list[GroupItem]] = defaultdict(list)
+        routed: list[tuple[int, GroupItem]] = []  # in event order, each observation's first stops
         fault = self.settings.fault_account
         for p, evs in by_part.items():
             stage = self.accounts.stage(p)
@@ -307,7 +307,7 @@ class Worker:
             first_stops = self.router.first_stops
             for o in obs:
                 for tp, item in first_stops(o):
-                    routed[tp].append(item)
+                    routed.append((tp, item))
         await self._visit_groups(routed)
         if time.monotonic() >= self._next_snapshot:
             self._snapshot()
@@ -329,12 +329,13 @@ class Worker:
             log.debug("snapshot: %d accounts", n)
 
     async def _groups(self, events: list[Any]) -> None:
-        work: dict[int, list[GroupItem]] = defaultdict(list)
+        work: list[tuple[int, GroupItem]] = []
         for ev in events:
-            work[ev.message.partition].extend(decode_observations(ev.message.value))
+            p = ev.message.partition
+            work.extend((p, item) for item in decode_observations(ev.message.value))
         await self._visit_groups(work)
 
-    async def _visit_groups(self, work: dict[int, list[GroupItem]]) -> None:
+    async def _visit_groups(self, work: list[tuple[int, GroupItem]]) -> None:
         """Observations for group stages, by by_group partition. Those for partitions this worker holds
         are observed here at once, and so is what they hand on while it stays here; the rest go through
         by_group to the partition's owner. (A round trip through the broker to this same worker would

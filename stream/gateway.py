@@ -144,10 +144,10 @@ def verdict(keys: Sequence[tuple[str, str]], values: Sequence[bytes | str | None
     decisions are stale: fail open.
 
     >>> hb = b'{"ts": 1.0}'
-    >>> block = b'{"action": "block", "reason": "campaign_cluster", "expires_at": 130.5}'
+    >>> block = b'{"action": "block", "reason": "campaign", "expires_at": 130.5}'
     >>> v = verdict([("account", "a1")], [block, hb], now=100.0, buckets=TokenBuckets())
     >>> v.status, v.headers["Retry-After"], v.headers["X-Ratehound-Reason"]
-    (429, '31', 'campaign_cluster')
+    (429, '31', 'campaign')
     >>> verdict([("account", "a1")], [block, None], now=100.0, buckets=TokenBuckets()).headers
     {'X-Ratehound-Degraded': 'stale'}
     >>> verdict([("account", "a1")], [None, hb], now=100.0, buckets=TokenBuckets()).result

@@ -49,10 +49,12 @@ class NoThresholds(Strict):
 
 
 class Finding(NamedTuple):
-    """A rule fired: about which key (of the rule's scope), and how strongly (0..1)."""
+    """A rule fired: about which key (of the rule's scope), how strongly (0..1), and for how long at least
+    (``hold_s``: a decision that must outlast the pace of what it stops; the rule's TTL when longer)."""
 
     key: str
     score: float
+    hold_s: float = 0.0
 
 
 T = TypeVar("T", bound=Strict)

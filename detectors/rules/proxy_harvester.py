@@ -1,7 +1,9 @@
-"""Proxy harvesters: a fresh account harvesting long answers through rotating exits.
+"""Proxy harvesters: a fresh account harvesting long answers through rotating exits, for review.
 
 Distillation accounts ask for long answers to short prompts and hop between a proxy service's exits;
-this needs no fingerprint at all, only the account's own token ratio and its network switches.
+so do new people on a VPN or a mobile network who like long answers. Every part of this is a trait of
+one account with honest holders, so it is never enforced on its own: it flags the account for a
+person, and the campaign rule decides from what the account shares with others.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ class ProxyHarvester(Rule[ProxyThresholds]):
     ...                                 ip=f"203.0.{i}.9", account_created_ts=0.0, input_tokens=20,
     ...                                 output_tokens=900), out, [])
     >>> [(d.key, d.reason, d.action) for d in out]
-    [('new', 'proxy_harvester', 'block')]
+    [('new', 'proxy_harvester', 'review')]
     """
 
     name = "proxy_harvester"
@@ -46,9 +48,9 @@ class ProxyHarvester(Rule[ProxyThresholds]):
     order = 20
     section = "proxy"
     Thresholds = ProxyThresholds
-    default = RuleConfig(action="block", ttl_s=3600.0)
-    summary = ("an account under a day old harvesting long answers (output/input tokens >= 2.5) through "
-               "rotating exits")
+    default = RuleConfig(action="review", ttl_s=3600.0)
+    summary = ("uncertain: an account under a day old harvesting long answers (output/input tokens >= 2.5) "
+               "through rotating exits (never enforced: newcomers on VPNs do the same)")
 
     def find(self, v: AccountView) -> Finding | None:
         t, s = self.t, v.s

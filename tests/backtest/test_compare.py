@@ -20,12 +20,13 @@ def test_shadowing_a_rule_removes_its_enforcements_and_lets_attack_through(tmp_p
     write_events(sim.events(), str(events))
     write_labels(sim.labels(), str(labels))
     b = tmp_path / "b.yaml"
-    b.write_text("version: b\npolicy:\n  rules:\n    campaign_cluster: {shadow: true}\n"
-                 "    proxy_harvester: {shadow: true}\n    signup_cluster: {shadow: true}\n")
+    b.write_text("version: b\npolicy:\n  rules:\n    campaign: {shadow: true}\n"
+                 "    proxy_harvester: {shadow: true}\n    payment_campaign: {shadow: true}\n")
     r = compare(str(events), None, str(b), str(labels))
     assert r["enforced_keys"]["a"] > 0
     assert r["enforced_keys"]["no_longer_enforced"] > 0 and r["enforced_keys"]["newly_enforced"] == 0
-    assert set(r["no_longer_enforced_by_label"]) == {"attack:hydra"}
+    lifted = r["no_longer_enforced_by_label"]
+    assert "attack:hydra" in lifted and set(lifted) <= {"attack:hydra", "payment"}  # accounts, and their cards
     assert r["score"]["b"]["attack_leakage"] > r["score"]["a"]["attack_leakage"]
 
 

@@ -115,7 +115,7 @@ def _event(i: int, account: str, ip: str, ts: float, **kw: Any) -> dict[str, Any
 
 
 def _feed(producer: KafkaProducer, topic: str) -> None:
-    """A campaign (young accounts, one card, one prompt, many networks: campaign_cluster blocks),
+    """A campaign (young accounts, one card, one prompt, many networks: campaign blocks),
     an honest account with a duplicate delivery, and malformed events of four kinds."""
     now = time.time()
     campaign = [_event(i, f"acct_camp_{i}", f"203.0.{i}.7", now + i * 0.01) for i in range(12)]
@@ -150,7 +150,7 @@ def test_rules_and_dashboard_return_data_from_a_live_worker(start_worker, redis_
         def scraped() -> bool:
             return all(prom.query(q)["data"]["result"] for q in (
                 'up{job="ratehound"} == 1',
-                'ratehound_decisions_total{reason="campaign_cluster"} > 0',
+                'ratehound_decisions_total{reason="campaign"} > 0',
                 'ratehound_dlq_total{reason="not_json"} > 0',
                 'ratehound_events_total{outcome="duplicate"} > 0',
                 "ratehound_event_to_decision_seconds_count > 0",

@@ -127,22 +127,22 @@ def hackathon_stream() -> Stream:
     return s
 
 
+def stolen(s: Stream, rng: random.Random, account: str, start: float, end: float, created: float,
+           servers: tuple[str, ...] = ("203.0.113.10", "203.0.113.11", "203.0.113.12"), ua: str = "resale-tool/1",
+           rate: float = 1.0) -> None:
+    """A stolen key driven by the thief: requests spread over the thief's few servers, one tool's client."""
+    t = start
+    while t < end:
+        s.add(t, account, rng.choice(servers), account_created_ts=created, user_agent=ua, input_tokens=100,
+              output_tokens=400)
+        t += rng.uniform(0.8, 1.2) / rate
+
+
 def compromised_stream(onset: float = T0 + 900.0, keys: int = 15) -> Stream:
+    """Old, quiet accounts whose keys one thief drives from a few servers on one network."""
     rng = random.Random(4)
     s = Stream()
     s.background(T0, onset + 400.0, people=10)
     for i in range(keys):
-        s.every(
-            f"victim{i}",
-            f"203.0.113.{i + 1}",
-            onset + rng.uniform(0, 30),
-            onset + 300.0,
-            1.0,
-            jitter=0.2,
-            rng=rng,
-            account_created_ts=OLD + i * DAY,
-            input_tokens=100,
-            output_tokens=400,
-        )
+        stolen(s, rng, f"victim{i}", onset + rng.uniform(0, 30), onset + 300.0, OLD + i * DAY)
     return s
-

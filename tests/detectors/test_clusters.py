@@ -6,7 +6,16 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from detectors.clusters import ClusterTracker, cluster_keys, prompt_bands
+from detectors.clusters import (
+    AUTOMATED,
+    CAMPAIGN,
+    HARVEST,
+    ROTATING,
+    YOUNG,
+    ClusterTracker,
+    cluster_keys,
+    prompt_bands,
+)
 from detectors.config import ClusterConfig
 
 u64 = st.integers(min_value=0, max_value=2**64 - 1)
@@ -19,13 +28,24 @@ def hexfp(x: int) -> str:
 # --- prompt_bands -------------------------------------------------------------------------------
 
 
+def _slices(bands: int) -> list[tuple[int, int]]:
+    """(shift, bits) of each band, from the top of the 64 bits."""
+    width = 64 // bands
+    out = []
+    for i in range(bands):
+        bits = 64 - i * width if i == bands - 1 else width
+        out.append((64 - i * width - bits, bits))
+    return out
+
+
 @pytest.mark.parametrize("bands", range(1, 9))
 def test_bands_partition_the_fingerprint(bands):
     fp = "0123456789abcdef"
     keys = prompt_bands(fp, bands)
     assert len(keys) == bands
     assert len(set(keys)) == bands
-    assert "".join(k.split(":", 1)[1] for k in keys) == fp
+    rebuilt = sum(int(k.split(":", 1)[1], 16) << shift for k, (shift, _) in zip(keys, _slices(bands), strict=True))
+    assert rebuilt == int(fp, 16)
     assert [k.split(":", 1)[0] for k in keys] == [f"f{i}" for i in range(bands)]
 
 
@@ -54,11 +74,9 @@ def test_fingerprints_sharing_a_band_agree_on_those_bits(x, y, bands):
     shared = set(prompt_bands(hexfp(x), bands)) & set(prompt_bands(hexfp(y), bands))
     assume(shared)
     for key in shared:
-        i = int(key.split(":")[0][1:])
-        width = 16 // bands
-        lo = i * width
-        hi = 16 if i == bands - 1 else lo + width
-        assert hexfp(x)[lo:hi] == hexfp(y)[lo:hi]
+        shift, bits = _slices(bands)[int(key.split(":")[0][1:])]
+        mask = ((1 << bits) - 1) << shift
+        assert x & mask == y & mask
 
 
 def test_cluster_keys():
@@ -69,7 +87,7 @@ def test_cluster_keys():
     bucket = int(7 * 3600.0 // cfg.signup_bucket_s)
     assert cluster_keys(None, None, "sdk/1", 7 * 3600.0, cfg) == [f"signup:sdk/1|{bucket}"]
     keys = cluster_keys("0123456789abcdef", "pay_1", "sdk/1", 0.0, cfg)
-    assert keys == ["f0:0123", "f1:4567", "f2:89ab", "f3:cdef", "pay:pay_1", "signup:sdk/1|0"]
+    assert keys == [*prompt_bands("0123456789abcdef", cfg.prompt_bands), "signup:sdk/1|0", "pay:pay_1"]  # card last
 
 
 def test_signup_bucket_groups_accounts_created_together():
@@ -84,127 +102,103 @@ def test_signup_bucket_groups_accounts_created_together():
 
 
 def cfg(**kw) -> ClusterConfig:
-    base = {
-        "min_accounts": 4,
-        "min_networks": 3,
-        "max_network_share": 0.5,
-        "window_s": 600.0,
-        "max_clusters": 1000,
-    }
+    base = {"window_s": 600.0, "max_clusters": 1000}
     base.update(kw)
     return ClusterConfig(**base)
 
 
-def test_flagged_with_enough_accounts_and_networks():
+def join(t: ClusterTracker, key: str, account: str, ts: float, net: int = 0, card: int = 0, client: int = 0,
+         cohort: int = 0, prompt: int = 0, flags: int = 0):
+    return t.observe(key, account, ts, net, card, client, cohort, prompt, flags)
+
+
+def test_a_key_seen_from_one_account_is_no_cluster():
     t = ClusterTracker(cfg())
-    flags = [t.observe("pay:x", f"a{i}", ts=float(i), net=i, harvest=True).flagged for i in range(6)]
-    assert flags == [False, False, False, True, True, True]
-    c = t.clusters["pay:x"]
-    assert c.evidence() == {"cluster_accounts": 6, "cluster_networks": 6, "cluster_harvest_share": 1.0}
-
-
-def test_not_flagged_with_too_few_accounts():
-    t = ClusterTracker(cfg(min_accounts=5, min_networks=2))
-    for i in range(4):
-        c = t.observe("pay:x", f"a{i}", ts=float(i), net=i, harvest=True)
-    assert not c.flagged
-    # The same account again is not a new member.
-    for i in range(10):
-        c = t.observe("pay:x", "a0", ts=10.0 + i, net=0, harvest=True)
-    assert not c.flagged and c.members_n == 4
-
-
-def test_not_flagged_from_too_few_networks():
-    # A hackathon: many accounts, two addresses.
-    t = ClusterTracker(cfg(min_networks=3, max_network_share=1.0))
-    for i in range(30):
-        c = t.observe("f0:abcd", f"a{i}", ts=float(i), net=i % 2, harvest=False)
-    assert c.members_n == 30 and c.networks_n == 2
-    assert not c.flagged
-
-
-def test_not_flagged_when_one_network_holds_too_many():
-    t = ClusterTracker(cfg(min_accounts=4, min_networks=3, max_network_share=0.5))
-    # 6 accounts on network 0, one each on 1, 2, 3: 6/9 > 0.5
-    nets = [0] * 6 + [1, 2, 3]
-    for i, net in enumerate(nets):
-        c = t.observe("pay:x", f"a{i}", ts=float(i), net=net, harvest=True)
-    assert c.networks_n == 4 and c.members_n == 9
-    assert not c.flagged
-    # Spread out enough and it is a campaign: 6 of 12.
-    for i, net in enumerate([4, 5, 6], start=len(nets)):
-        c = t.observe("pay:x", f"a{i}", ts=20.0 + i, net=net, harvest=True)
-    assert c.flagged
+    assert [join(t, "pay:x", "a", float(i)) for i in range(5)] == [None] * 5  # the same account again
+    assert len(t) == 0
+    c = join(t, "pay:x", "b", 10.0)
+    assert c is not None and list(c.members) == ["b"]  # the first account joins at its next request
+    assert list(join(t, "pay:x", "a", 11.0).members) == ["b", "a"]
 
 
 @given(
-    st.lists(st.tuples(st.integers(0, 30), st.integers(0, 6), st.booleans()), min_size=1, max_size=60),
-    st.integers(2, 8),
-    st.integers(1, 6),
-    st.sampled_from([0.3, 0.5, 0.8, 1.0]),
+    st.lists(st.tuples(st.integers(0, 20), st.integers(0, 4), st.integers(0, 3), st.integers(0, 2),
+                       st.integers(0, 127)), min_size=2, max_size=80),
 )
-def test_flag_matches_its_definition(members, min_accounts, min_networks, share):
-    t = ClusterTracker(
-        cfg(min_accounts=min_accounts, min_networks=min_networks, max_network_share=share, window_s=1e9)
-    )
-    last: dict[int, tuple[int, bool]] = {}
-    for i, (acct, net, harvest) in enumerate(members):
-        c = t.observe("k", f"a{acct}", ts=float(i), net=net, harvest=harvest)
-        last[acct] = (net, harvest)
-    live = list(last.values())
-    per_net: dict[int, int] = {}
-    for net, _ in live:
-        per_net[net] = per_net.get(net, 0) + 1
-    expected = (
-        len(live) >= min_accounts
-        and len(per_net) >= min_networks
-        and max(per_net.values()) / len(live) <= share
-    )
-    assert c.members_n == len(live)
-    assert c.networks_n == len(per_net)
-    assert c.flagged == expected
-    assert c.harvest_share == pytest.approx(sum(h for _, h in live) / len(live))
+def test_running_counts_match_the_members(steps):
+    t = ClusterTracker(cfg(window_s=1e9))
+    join(t, "k", "seed", 0.0)  # the key is known: every account below is a member
+    last: dict[str, tuple[int, int, int, int]] = {"seed": (0, 0, 0, 0)}
+    for i, (acct, net, card, client, flags) in enumerate(steps):
+        c = join(t, "k", f"a{acct}", float(i + 1), net=net, card=card, client=client, flags=flags)
+        old = last.get(f"a{acct}", (0, 0, 0, 0))[3] & CAMPAIGN
+        last[f"a{acct}"] = (net, card, client, flags | old)
+    assert c is not None
+    live = {a: v for a, v in last.items() if a in c.members}
+    assert len(live) == len(c.members) == len(last) - (1 if "seed" not in c.members else 0)
+
+    def shared(values: list[int]) -> int:
+        return sum(1 for v in values if v and values.count(v) >= 2)
+
+    assert c.nets.shared == sum(1 for v in live.values() if [x[0] for x in live.values()].count(v[0]) >= 2)
+    assert c.cards.shared == shared([v[1] for v in live.values()])
+    assert c.clients.shared == shared([v[2] for v in live.values()])
+    for bit in (HARVEST, YOUNG, ROTATING, AUTOMATED):
+        assert c.count(bit) == sum(1 for v in live.values() if v[3] & bit)
+
+
+def test_a_member_keeps_its_campaign_mark():
+    t = ClusterTracker(cfg())
+    join(t, "pay:x", "a", 0.0)
+    c = join(t, "pay:x", "b", 1.0, flags=HARVEST)
+    t.mark_campaign(c, "b")
+    assert c.count(CAMPAIGN) == 1
+    c = join(t, "pay:x", "b", 2.0, flags=0)  # its next request does not carry the mark: it is kept
+    assert c.count(CAMPAIGN) == 1 and c.count(HARVEST) == 0
+
+
+def test_the_members_gap_between_requests_is_learnt():
+    t = ClusterTracker(cfg(window_s=1e6))
+    join(t, "pay:x", "seed", 0.0)
+    for k in range(5):
+        for i in range(4):
+            join(t, "pay:x", f"a{i}", 1000.0 * k + i)
+    assert 900.0 < t.clusters["pay:x"].gap_s < 1100.0
 
 
 def test_members_expire_after_the_window():
     t = ClusterTracker(cfg(window_s=600.0))
+    join(t, "pay:x", "seed", 0.0)
     for i in range(5):
-        c = t.observe("pay:x", f"a{i}", ts=float(i), net=i, harvest=True)
-    assert c.flagged
-    # Much later one new member arrives: the others have left the window.
-    c = t.observe("pay:x", "late", ts=1000.0, net=9, harvest=True)
-    assert c.members_n == 1 and not c.flagged
-    assert list(c.members) == ["late"]
-
-
-def test_stale_flag_is_re_evaluated_within_thirty_seconds():
-    t = ClusterTracker(cfg(window_s=100.0))
-    for i in range(5):
-        t.observe("pay:x", f"a{i}", ts=float(i), net=i, harvest=True)
-    c = t.observe("pay:x", "a4", ts=140.0, net=4, harvest=True)  # an existing member, 140 s later
-    assert not c.flagged and c.members_n == 1
+        c = join(t, "pay:x", f"a{i}", float(i), net=i)
+    assert len(c) == 5
+    c = join(t, "pay:x", "late", 1000.0, net=9)  # much later: the others have left the window
+    assert list(c.members) == ["late"] and len(c.nets) == 1
 
 
 def test_tracker_expire_drops_clusters_with_no_live_member():
     t = ClusterTracker(cfg(window_s=600.0))
-    t.observe("pay:old", "a", ts=0.0, net=1, harvest=True)
-    t.observe("pay:new", "b", ts=500.0, net=1, harvest=True)
+    for key, ts in (("pay:old", 0.0), ("pay:new", 500.0)):
+        join(t, key, "a", ts)
+        join(t, key, "b", ts)
     assert t.expire(now=700.0) == 1
     assert set(t.clusters) == {"pay:new"}
 
 
 def test_members_tracked_per_cluster_are_capped():
     t = ClusterTracker(cfg(max_members_tracked=8))
+    join(t, "pay:x", "seed", 0.0)
     for i in range(100):
-        c = t.observe("pay:x", f"a{i}", ts=float(i), net=i, harvest=True)
-        assert len(c.members) <= 8
+        c = join(t, "pay:x", f"a{i}", float(i + 1), net=i)
+        assert len(c.members) <= 8 and len(c.nets) <= 8
     assert "a99" in c.members and "a0" not in c.members
 
 
 def test_number_of_clusters_is_capped():
     t = ClusterTracker(cfg(max_clusters=1000))
     for i in range(3000):
-        t.observe(f"pay:{i}", "a", ts=float(i), net=1, harvest=False)
+        join(t, f"pay:{i}", "a", float(i))
+        join(t, f"pay:{i}", "b", float(i))
         assert len(t) <= 1000
     assert t.evicted >= 2000
     assert "pay:2999" in t.clusters

@@ -66,13 +66,13 @@ def test_override_keeps_other_defaults():
         ({"population": {"review_score": 2}}, "population.review_score", "2"),
         ({"policy": {"refresh_before_expiry_share": 1.0}}, "policy.refresh_before_expiry_share", "1.0"),
         (
-            {"policy": {"rules": {"campaign_cluster": {"action": "nuke", "ttl_s": 10}}}},
-            "policy.rules.campaign_cluster.action",
+            {"policy": {"rules": {"campaign": {"action": "nuke", "ttl_s": 10}}}},
+            "policy.rules.campaign.action",
             "'nuke'",
         ),
         (
-            {"policy": {"rules": {"campaign_cluster": {"action": "block", "ttl_s": 0}}}},
-            "policy.rules.campaign_cluster.ttl_s",
+            {"policy": {"rules": {"campaign": {"action": "block", "ttl_s": 0}}}},
+            "policy.rules.campaign.ttl_s",
             "0",
         ),
         ({"version": 5}, "version", "5"),
@@ -112,8 +112,8 @@ def test_unknown_keys_are_rejected(doc, path):
 
 
 def test_throttle_without_limit_is_rejected():
-    with pytest.raises(ConfigError, match=r"policy\.rules\.campaign_cluster.*limit_rps"):
-        parse_config({"policy": {"rules": {"campaign_cluster": {"action": "throttle", "ttl_s": 60}}}})
+    with pytest.raises(ConfigError, match=r"policy\.rules\.campaign.*limit_rps"):
+        parse_config({"policy": {"rules": {"campaign": {"action": "throttle", "ttl_s": 60}}}})
     # a rule that already has a limit keeps it when only its action changes back to throttle
     assert parse_config({"policy": {"rules": {"account_burst": {"action": "throttle"}}}}).policy.rules[
         "account_burst"].limit_rps == 0.2
@@ -182,7 +182,7 @@ def test_load_config_from_yaml(tmp_path):
     assert cfg.version == "2026-11-23"
     assert cfg.section("fanout").min_accounts == 7 and cfg.network.ipv6_prefix == 56
     assert cfg.policy.allow_accounts == frozenset({"vip"})
-    assert cfg.policy.rules["campaign_cluster"].action == "review"
+    assert cfg.policy.rules["campaign"].action == "review"
     assert load_config(str(p)) == cfg
 
 

@@ -33,13 +33,13 @@ from detectors.network import NetworkKeys, NetworkTracker
 def test_network_of(ip, v4, v6, expected):
     k = NetworkKeys(ipv4_prefix=v4, ipv6_prefix=v6)
     assert k.network_of(ip) == expected
-    net, net_id = k.lookup(ip)
+    net, net_id, _ = k.lookup(ip)
     assert net == expected and net_id == zlib.crc32(expected.encode())
 
 
 def test_network_ids_are_stable_across_instances_and_distinct_for_neighbours():
     a, b = NetworkKeys(), NetworkKeys()
-    assert a.lookup("198.51.100.1") == b.lookup("198.51.100.200")
+    assert a.lookup("198.51.100.1")[:2] == b.lookup("198.51.100.200")[:2]
     assert a.lookup("198.51.100.1")[1] != a.lookup("198.51.101.1")[1]
 
 
@@ -106,33 +106,37 @@ def test_awakened_accounts_per_network_are_capped():
 def test_network_state_rates_and_shares():
     t = NetworkTracker(NetworkConfig())
     for i in range(60):
-        s = t.observe("n", f"a{i % 6}", float(i), young=i % 2 == 0, flagged=i % 3 == 0, out_tok=300, in_tok=100,
-                      harvest=True)
+        s = t.observe("n", f"a{i % 6}", float(i), young=i % 2 == 0, flagged=i % 3 == 0, out_tok=300, in_tok=100)
     ev = s.evidence(60.0, 300.0)
     assert ev["network_accounts"] == 6
     assert 0.5 < ev["network_rps"] < 1.5
     assert ev["network_flagged_share"] == pytest.approx(1 / 3, abs=0.05)
     assert ev["network_young_share"] == pytest.approx(0.5, abs=0.05)
     assert ev["network_token_ratio"] == pytest.approx(3.0, rel=0.05)  # summed tokens, +50 once
-    assert s.young_harvest_share() == pytest.approx(1.0)
-    assert s.young_accounts(60.0, 300.0) == 3
+    # Three of the six are young, none awakened: the other three are the network's ordinary customers.
+    assert s.established(60.0, 300.0) == 3
 
 
-def test_young_accounts_leave_the_window():
-    t = NetworkTracker(NetworkConfig())
-    for i in range(20):
-        s = t.observe("n", f"y{i}", float(i), young=True, flagged=False, out_tok=0, in_tok=0)
-    assert s.young_accounts(20.0, 300.0) == 20
-    assert s.young_accounts(1000.0, 300.0) == 0
+def test_coordination_tells_one_operators_keys_from_many_customers():
+    t = tracker()
+    thief = t.observe("n", "x", ts=0.0, young=False, flagged=True, out_tok=0, in_tok=0)
+    for i in range(8):  # eight keys, each through the same three servers, one tool
+        for k in range(6):
+            t.mark_awakened(thief, f"k{i}", float(i + k), address=10 + k % 3, client=7)
+    assert thief.coordination() == (1.0, 1.0)
+    ci = t.observe("m", "x", ts=0.0, young=False, flagged=True, out_tok=0, in_tok=0)
+    for i in range(8):  # eight customers' CI jobs, each on its own runner, own client
+        for k in range(6):
+            t.mark_awakened(ci, f"c{i}", float(i + k), address=20 + i, client=i % 4)
+    assert ci.coordination() == (0.0, 0.25)
 
 
 def test_late_update_weighs_its_age_and_does_not_move_time_back():
     t = NetworkTracker(NetworkConfig())
     t.observe("n", "a", 100.0, young=False, flagged=False, out_tok=0, in_tok=0)
-    s = t.observe("n", "b", 40.0, young=True, flagged=True, out_tok=0, in_tok=0, harvest=True)
+    s = t.observe("n", "b", 40.0, young=True, flagged=True, out_tok=0, in_tok=0)
     assert s.c_min == pytest.approx(1.5) and s.c_flagged == pytest.approx(0.5)  # a minute late: half
     assert s.c_hour == pytest.approx(1 + 0.5 ** (60 / 3600)) and s.young_hour == pytest.approx(0.5 ** (60 / 3600))
-    assert s.young_harvest_share() == pytest.approx(1.0)
     assert s.last_ts == 100.0
 
 
@@ -147,11 +151,10 @@ def test_network_counts_do_not_depend_on_arrival_order(observations, rnd):
     for order in (sorted(observations), shuffled):
         t = NetworkTracker(NetworkConfig())
         for i, (ts, young, flagged, tok) in enumerate(order):
-            s = t.observe("n", f"a{i}", ts, young=young, flagged=flagged, out_tok=tok, in_tok=tok // 3,
-                          harvest=young and tok > 2500)
+            s = t.observe("n", f"a{i}", ts, young=young, flagged=flagged, out_tok=tok, in_tok=tok // 3)
         states.append(s)
     a, b = states
-    for name in ("c_min", "c_flagged", "c_hour", "young_hour", "young_harvest_hour", "out_tok", "in_tok", "last_ts"):
+    for name in ("c_min", "c_flagged", "c_hour", "young_hour", "out_tok", "in_tok", "last_ts"):
         assert getattr(b, name) == pytest.approx(getattr(a, name), rel=1e-9, abs=1e-9), name
 
 

@@ -9,6 +9,7 @@ import msgspec
 import pytest
 
 import traffic
+from backtest.score import score
 from detectors.account_stage import AccountStage
 from detectors.config import DetectorConfig, PolicyConfig, RuleConfig, parse_config
 from detectors.events import Event
@@ -100,7 +101,7 @@ def test_decisions_come_out_in_ts_order():
             s.add(e.ts, e.account_id, e.ip, account_created_ts=OLD)
     decisions, _ = run(s.sorted())
     reasons = {d.reason for d in decisions}
-    assert reasons >= {"network_fanout", "campaign_cluster"}
+    assert reasons >= {"network_fanout", "campaign"}
     assert reasons & {"account_burst", "account_burst_extreme"}
     assert_sorted(decisions)
 
@@ -134,11 +135,11 @@ def test_first_stops_are_the_network_then_the_clusters():
         T0, "a", "10.0.0.0/24", 1, 64500, True, True, 0.0, 10, 1, T0 - 60, "ua", None, "pay", 3.0, 1
     )
     cfg = DetectorConfig().cluster
-    [(p, (_, nets, clusters, crowd))] = GroupRouter(cfg, 1).first_stops(o)
-    assert (p, nets, crowd) == (0, ["10.0.0.0/24", asn_key(64500)], -1)
-    assert "pay:pay" in clusters
-    old = msgspec.structs.replace(o, young=False, asn=None)
-    assert [item[1:] for _, item in GroupRouter(cfg, 1).first_stops(old)] == [(["10.0.0.0/24"], [], -1)]
+    [(p, (_, nets, clusters, found))] = GroupRouter(cfg, 1).first_stops(o)
+    assert (p, nets, found) == (0, ["10.0.0.0/24", asn_key(64500)], -1)
+    assert clusters[-1] == "pay:pay"  # the card last: it reads what the account's other clusters found
+    bare = msgspec.structs.replace(o, asn=None, user_agent=None, payment_fp=None)
+    assert [item[1:] for _, item in GroupRouter(cfg, 1).first_stops(bare)] == [(["10.0.0.0/24"], [], -1)]
     # With partitions, the ASN goes to its own partition when the network's does not hold it.
     n = next(n for n in range(2, 64) if partition_of("10.0.0.0/24", n) != partition_of(asn_key(64500), n))
     stops = GroupRouter(cfg, n).first_stops(o)
@@ -209,7 +210,10 @@ def test_simulated_scenarios_spare_benign_accounts(name):
     assert_sorted(decisions)
     hit = Counter(label(labels, d) for d in decisions if d.action in ENFORCING and d.scope == "account")
     assert not [g for g in hit if g.startswith("benign")], hit
-    assert [d for d in decisions if d.scope != "account" and d.action in ENFORCING] == []
+    # Nor through a network, an ASN or a card: what the gateway would stop, scored.
+    events = [msgspec.structs.asdict(e) for e in simulated(name)[0]]
+    report = score(events, {"accounts": labels}, list(decisions), explain=True)
+    assert report["summary"]["benign_accounts_hit"] == 0, report["explain"]
 
 
 @pytest.mark.parametrize("name", ["mixed", "hydra"])
@@ -236,12 +240,11 @@ def _partitioned(events: list[Event], cfg: DetectorConfig, n: int, batch: int) -
     router = GroupRouter(cfg.cluster, n)
     out: list[Decision] = []
     for i in range(0, len(events), batch):
-        work: dict[int, list] = {}
+        work: list = []
         for e in events[i:i + batch]:
             o = accounts[partition_of(e.account_id, n)].process_one(e, out, [])
             if o is not None:
-                for p, item in router.first_stops(o):
-                    work.setdefault(p, []).append(item)
+                work.extend(router.first_stops(o))
         away, _ = router.visit_held(work, groups.__getitem__, out)
         assert not away  # every partition is held here
     return out
@@ -258,9 +261,8 @@ def _strongest(decisions) -> dict:
 
 @pytest.mark.parametrize("batch", [1, 2000])
 def test_partitioned_stages_decide_like_one_process(batch):
-    # Scale-out must not change who is enforced: the crowd that spares a hackathon lives with the
-    # network, so it travels with the observation to the stages holding its clusters, visited in the
-    # order one process would. (Full scale: a hackathon big enough to need that protection.)
+    # Scale-out must not change who is enforced: what an account's earlier cluster keys found travels with
+    # its observation to the stages holding the later ones (its card last).
     sim = traffic.generate("mixed", seed=11, duration_s=1800.0)
     events = tuple(msgspec.convert(e, Event) for e in sim.events())
     labels = sim.labels()["accounts"]
@@ -269,18 +271,17 @@ def test_partitioned_stages_decide_like_one_process(batch):
     four = _strongest(_partitioned(list(events), cfg, 4, batch))
     enforced_one = {k for k, a in one.items() if a != "review"}
     enforced_four = {k for k, a in four.items() if a != "review"}
-    differ = enforced_one ^ enforced_four
-    assert len(differ) <= max(1, len(enforced_one) // 100), sorted(differ)
-    # Without the crowd handed on, eight honest hackathon accounts are blocked here. What remains: each
-    # stage expires its windows on its own clock, so a borderline cluster can tip at another moment.
+    # Each observation is followed from stage to stage before the next is taken, and what a visit found
+    # travels with it: four stages decide on the same keys as one.
+    assert enforced_four == enforced_one, sorted(enforced_one ^ enforced_four)
     benign = [k for k in enforced_four if labels.get(k[1], {}).get("label") == "benign"]
-    assert len(benign) <= 1, benign
+    assert benign == []
 
 
 def test_input_partitions_read_out_of_step_decide_like_in_order():
     # A catch-up read of partitions one after another: adding each late request to the decayed counts
-    # whole made honest accounts' 2 s and 10 s rates jump, and 33 honest accounts were blocked as
-    # bursts here. Weighted by its age, a late request leaves the rates as in-order arrival would.
+    # whole made honest accounts' 2 s and 10 s rates jump, and 33 honest accounts were blocked as bursts
+    # here. Weighted by its age, a late request leaves the rates as in-order arrival would.
     sim = traffic.generate("mixed", seed=11, duration_s=900.0)
     events = [msgspec.convert(e, Event) for e in sim.events()]
     labels = sim.labels()["accounts"]
@@ -290,11 +291,15 @@ def test_input_partitions_read_out_of_step_decide_like_in_order():
     in_order, rejects = Detector(cfg).process(events)
     as_read, late = Detector(cfg).process(shuffled)
     assert rejects == [] and late == []
-    enforced_in_order = {k for k, a in _strongest(in_order).items() if a != "review"}
-    enforced_out_of_step = {k for k, a in _strongest(as_read).items() if a != "review"}
-    added = [k for k in enforced_out_of_step - enforced_in_order if labels.get(k[1], {}).get("label") != "attack"]
-    assert added == []
-    assert len(enforced_in_order ^ enforced_out_of_step) <= max(2, len(enforced_in_order) // 100)
+    # Scored as the gateway enforces: read out of step, no honest account is hit, and about as much
+    # attack traffic is stopped (a campaign's card or cluster may tip sooner or later: the same accounts
+    # may be stopped by other decisions, so the decisions themselves need not match).
+    plain = [msgspec.structs.asdict(e) for e in events]
+    ordered = score(plain, {"accounts": labels}, in_order)["summary"]
+    as_read_score = score(plain, {"accounts": labels}, as_read, explain=True)
+    assert ordered["benign_accounts_hit"] == 0
+    assert as_read_score["summary"]["benign_accounts_hit"] == 0, as_read_score["explain"]
+    assert as_read_score["summary"]["attack_leakage"] <= ordered["attack_leakage"] + 0.05
 
 
 def test_a_decision_carries_the_latest_time_read_never_its_events_earlier_one():

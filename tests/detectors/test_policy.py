@@ -16,7 +16,7 @@ RULES = {
     **DEFAULT_RULES,
     # One shadow rule of each enforcing kind, so shadow mode meets real decisions on the same key.
     "population_outlier": RuleConfig(action="block", ttl_s=300.0, shadow=True),
-    "cluster_review": RuleConfig(action="throttle", ttl_s=1200.0, limit_rps=1.0, shadow=True),
+    "campaign_review": RuleConfig(action="throttle", ttl_s=1200.0, limit_rps=1.0, shadow=True),
 }
 SHARE = 0.2
 CFG = PolicyConfig(
@@ -41,7 +41,7 @@ def in_force(p: Policy, scope: str, key: str, ts: float) -> bool:
     return cur is not None and cur[0] >= 2 and cur[1] <= ts < cur[2]
 
 def decide(
-    p: Policy, scope="account", key="a1", rule="campaign_cluster", ts=1000.0, score=0.5, evidence=None
+    p: Policy, scope="account", key="a1", rule="campaign", ts=1000.0, score=0.5, evidence=None
 ):
     return p.decide(scope, key, rule, ts=ts, score=score, evidence=evidence or {})
 
@@ -104,7 +104,7 @@ def test_same_finding_is_not_re_emitted_until_refresh():
     first = decide(p, ts=1000.0)
     assert first is not None
     assert decide(p, ts=1000.0) is None  # reprocessing the same event never extends a block
-    ttl = RULES["campaign_cluster"].ttl_s
+    ttl = RULES["campaign"].ttl_s
     refresh_at = 1000.0 + ttl * (1 - SHARE)
     assert decide(p, ts=refresh_at - 1.0) is None
     again = decide(p, ts=refresh_at + 1.0)
@@ -131,7 +131,7 @@ def test_shadow_rule_gives_review_with_shadow_flag_and_is_not_in_force():
     d = decide(p, rule="population_outlier", ts=10.0)
     assert d.action == "review" and d.shadow is True and d.limit_rps is None
     assert not in_force(p, "account", "a1", 11.0)
-    d2 = decide(p, rule="cluster_review", ts=10.0, key="a2")
+    d2 = decide(p, rule="campaign_review", ts=10.0, key="a2")
     assert d2.action == "review" and d2.shadow is True and d2.limit_rps is None
     # A real throttle still goes out over a shadow review.
     assert decide(p, rule="account_burst", ts=12.0).action == "throttle"
@@ -150,22 +150,22 @@ def test_allow_lifts_and_the_next_finding_decides_again():
 
 
 def test_decision_ids_are_stable_per_scope_key_rule_window():
-    ttl = RULES["campaign_cluster"].ttl_s
+    ttl = RULES["campaign"].ttl_s
     a = decide(Policy(CFG), ts=100.0)
     b = decide(Policy(CFG), ts=200.0)  # same TTL-sized window
     c = decide(Policy(CFG), ts=ttl + 100.0)  # next window
-    assert a.id == b.id == decision_id("account", "a1", "campaign_cluster", 0)
+    assert a.id == b.id == decision_id("account", "a1", "campaign", 0)
     assert c.id != a.id
     assert decide(Policy(CFG), key="a2", ts=100.0).id != a.id
     assert decide(Policy(CFG), scope="network", key="a1", ts=100.0).id != a.id
-    assert decide(Policy(CFG), rule="signup_cluster", ts=100.0).id != a.id
+    assert decide(Policy(CFG), rule="payment_campaign", ts=100.0).id != a.id
     assert len(a.id) == 20 and int(a.id, 16) >= 0
 
 
 def test_in_force_and_expire():
     p = Policy(CFG)
     decide(p, rule="account_burst", ts=0.0, key="a1")
-    decide(p, rule="campaign_cluster", ts=0.0, key="a2")
+    decide(p, rule="campaign", ts=0.0, key="a2")
     assert in_force(p, "account", "a1", 599.0) and not in_force(p, "account", "a1", 600.0)
     assert p.expire(now=1000.0) == 1
     assert in_force(p, "account", "a2", 1000.0)
@@ -271,5 +271,5 @@ def test_allow_always_lifts(findings):
         for key in ks:
             p.allow(scope, key, ts, 60.0, "manual")
             assert not in_force(p, scope, key, ts)
-            d = p.decide(scope, key, "campaign_cluster", ts, 0.5, {})
+            d = p.decide(scope, key, "campaign", ts, 0.5, {})
             assert (d is None) == ((scope, key) in ALLOWLISTED)

@@ -28,7 +28,7 @@ def test_help_names_every_command():
                           timeout=60)
     assert done.returncode == 0
     listed = re.findall(r"^    (\w+) ", done.stdout, flags=re.M)
-    assert listed == _commands() and len(listed) == 8
+    assert listed == _commands() and len(listed) == 9
 
 
 def test_the_readme_commands_table_has_every_command():

@@ -35,7 +35,7 @@ NOW = 1_790_000_000.0
 GATEWAY_TIMEOUT_MS, NGINX_CHECK_TIMEOUT_MS = 500, 2000
 
 
-def _decision(scope: str, key: str, action: str, ttl_s: float = 600.0, reason: str = "campaign_cluster",
+def _decision(scope: str, key: str, action: str, ttl_s: float = 600.0, reason: str = "campaign",
               limit_rps: float | None = None, ts: float = NOW) -> Decision:
     return Decision(ts=ts, scope=scope, key=key, action=action, ttl_s=ttl_s, reason=reason, score=0.9, evidence={},
                     limit_rps=limit_rps, id=f"{scope}-{key}-{action}", expires_at=ts + ttl_s, config_version="v1")
@@ -75,7 +75,7 @@ def test_account_block_is_429_with_retry_after_and_reason():
     v = _verdict([_value("account", "a1", "block", ttl_s=600.0), None, None], now=NOW + 10.0)
     assert (v.result, v.status) == ("block", 429)
     assert v.headers == {"Retry-After": "590", "X-Ratehound-Action": "block", "X-Ratehound-Scope": "account",
-                         "X-Ratehound-Reason": "campaign_cluster"}
+                         "X-Ratehound-Reason": "campaign"}
 
 
 def test_retry_after_is_at_least_one_second():
@@ -419,14 +419,14 @@ def _write(redis_url: str, *decisions: Decision, heartbeat: bool = True) -> None
 def test_nginx_block_network_block_and_pass(stack_factory, redis_url):
     s = stack_factory(redis_url)
     now = time.time()
-    _write(redis_url, _decision("account", "acct_A", "block", ttl_s=600.0, reason="campaign_cluster", ts=now),
+    _write(redis_url, _decision("account", "acct_A", "block", ttl_s=600.0, reason="campaign", ts=now),
            _decision("network", "127.0.1.0/24", "block", ttl_s=300.0, reason="network_fanout", ts=now))
 
     status, headers, body = s.request("acct_A")
     assert status == 429, (status, headers, body, s.nginx_log())
     assert 590 <= int(headers["retry-after"]) <= 600
     assert (headers["x-ratehound-reason"], headers["x-ratehound-action"], headers["x-ratehound-scope"]) == (
-        "campaign_cluster", "block", "account")
+        "campaign", "block", "account")
     assert json.loads(body)["error"]["type"] == "rate_limited"
 
     status, headers, body = s.request("acct_B")

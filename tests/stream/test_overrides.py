@@ -135,7 +135,7 @@ def decision_env(broker, redis_url):
 
 def _detector_decision(scope: str, key: str, action: str, ttl_s: float) -> Decision:
     now = time.time()
-    return Decision(ts=now, scope=scope, key=key, action=action, ttl_s=ttl_s, reason="campaign_cluster", score=0.9,
+    return Decision(ts=now, scope=scope, key=key, action=action, ttl_s=ttl_s, reason="campaign", score=0.9,
                     evidence={}, id=f"det-{key}", expires_at=now + ttl_s, config_version="v1")
 
 
@@ -190,7 +190,7 @@ def test_allow_lifts_a_block_and_holds_against_the_worker(decision_env, redis_ur
     assert orjson.loads(p.stdout) == d
     # and for local caches and people, as every decision
     logged = [orjson.loads(fields[b"d"]) for _, fields in r.xrange("rh:decisions:log")]
-    assert [x["reason"] for x in logged] == ["campaign_cluster", "manual:false_positive", "campaign_cluster"]
+    assert [x["reason"] for x in logged] == ["campaign", "manual:false_positive", "campaign"]
 
 
 @pytest.mark.integration

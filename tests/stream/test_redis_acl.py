@@ -100,7 +100,7 @@ def _acl_log(admin: redis.Redis) -> list[dict]:
 
 def _decision(scope: str, key: str, action: str, ttl_s: float = 600.0, limit_rps: float | None = None) -> Decision:
     now = time.time()
-    return Decision(ts=now, scope=scope, key=key, action=action, ttl_s=ttl_s, reason="campaign_cluster", score=0.9,
+    return Decision(ts=now, scope=scope, key=key, action=action, ttl_s=ttl_s, reason="campaign", score=0.9,
                     evidence={}, limit_rps=limit_rps, id=f"{scope}-{key}-{action}", expires_at=now + ttl_s,
                     config_version="v1")
 

@@ -23,7 +23,7 @@ def _decision(key: str, action: str, ttl_s: float = 600.0, manual: bool = False,
               scope: str = "account") -> Decision:
     ts = time.time() if ts is None else ts
     return Decision(ts=ts, scope=scope, key=key, action=action, ttl_s=ttl_s,
-                    reason="manual:test" if manual else "campaign_cluster", score=0.0,
+                    reason="manual:test" if manual else "campaign", score=0.0,
                     evidence={"by": "ana"} if manual else {}, limit_rps=1.0 if action == "throttle" else None,
                     id=f"{key}-{ts}", expires_at=ts + ttl_s, config_version="manual" if manual else "v1")
 

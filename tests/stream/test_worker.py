@@ -50,7 +50,7 @@ def test_campaign_reaches_redis_topic_and_metrics(start_worker, redis_url, produ
     raw = wait_until(lambda: r.get(f"rh:d:account:{last}"))
     assert raw is not None, "no decision in Redis"
     doc = orjson.loads(raw)
-    assert doc["action"] == "block" and doc["reason"] == "campaign_cluster"
+    assert doc["action"] == "block" and doc["reason"] == "campaign"
     ttl_ms = r.pttl(f"rh:d:account:{last}")
     assert 0 < ttl_ms <= 3600 * 1000
 
@@ -61,7 +61,7 @@ def test_campaign_reaches_redis_topic_and_metrics(start_worker, redis_url, produ
         assert {"ts", "scope", "key", "action", "ttl_s", "reason", "score", "evidence"} <= d.keys()
 
     assert wait_until(lambda: w.metric("ratehound_events_total", outcome="processed") >= 12)
-    assert w.metric("ratehound_decisions_total", scope="account", action="block", reason="campaign_cluster") >= 1
+    assert w.metric("ratehound_decisions_total", scope="account", action="block", reason="campaign") >= 1
     assert w.metric("ratehound_event_to_decision_seconds_count") >= 1
     assert r.get("rh:heartbeat") is not None or wait_until(lambda: r.get("rh:heartbeat"), timeout=10)
     # no metric label carries an account id or an address
@@ -147,7 +147,7 @@ def test_thresholds_reload_without_restart_and_bad_files_are_rejected(start_work
     assert _healthz(w)["config_version"].startswith("v1@")
     pid = w.proc.pid
 
-    cfg.write_text("version: v2\npolicy:\n  rules:\n    campaign_cluster: {shadow: true}\n")
+    cfg.write_text("version: v2\npolicy:\n  rules:\n    campaign: {shadow: true}\n")
     assert wait_until(lambda: _healthz(w)["config_version"].startswith("v2@"), timeout=15)
     version = _healthz(w)["config_version"]
     assert w.metric("ratehound_config_info", version=version) == 1
@@ -162,19 +162,19 @@ def test_thresholds_reload_without_restart_and_bad_files_are_rejected(start_work
 def test_shadow_rule_publishes_review_and_enforces_nothing(start_worker, redis_url, producer, broker, consume_all,
                                                            tmp_path):
     cfg = tmp_path / "thresholds.yaml"
-    cfg.write_text("version: shadowed\npolicy:\n  rules:\n    campaign_cluster: {shadow: true}\n"
-                   "    proxy_harvester: {shadow: true}\n    signup_cluster: {shadow: true}\n")
+    cfg.write_text("version: shadowed\npolicy:\n  rules:\n    campaign: {shadow: true}\n"
+                   "    proxy_harvester: {shadow: true}\n    payment_campaign: {shadow: true}\n")
     w = start_worker(redis_url, config=str(cfg))
     events = _campaign(12, time.time())
     producer.send(w.topics["requests"], value=orjson.dumps(events))
     producer.flush()
     decisions = [orjson.loads(r.value) for r in consume_all(broker.bootstrap, w.topics["decisions"], timeout=20,
                                                             min_messages=1)]
-    campaign = [d for d in decisions if d["reason"] == "campaign_cluster"]
+    campaign = [d for d in decisions if d["reason"] == "campaign"]
     assert campaign and all(d["action"] == "review" and d["shadow"] for d in campaign)
     r = redis.Redis.from_url(redis_url)
     assert not [k for k in r.scan_iter("rh:d:account:*")]  # nothing for the gateway to enforce
-    assert w.metric("ratehound_decisions_total", scope="account", action="review", reason="campaign_cluster") >= 1
+    assert w.metric("ratehound_decisions_total", scope="account", action="review", reason="campaign") >= 1
 
 
 def test_sigterm_right_after_a_batch_stops_promptly_and_resumes_exactly(start_worker, redis_url, producer):

@@ -13,6 +13,7 @@ from tests.detectors.streams import (
     compromised_stream,
     on,
     run,
+    stolen,
 )
 
 
@@ -48,20 +49,41 @@ def test_compromised_keys_with_sparse_earlier_use_are_blocked():
             300.0,
             account_created_ts=created,
         )
-        s.every(
-            f"victim{i}",
-            f"203.0.113.{i + 1}",
-            onset + rng.uniform(0, 30),
-            onset + 300.0,
-            1.0,
-            jitter=0.2,
-            rng=rng,
-            account_created_ts=created,
-        )
+        stolen(s, rng, f"victim{i}", onset + rng.uniform(0, 30), onset + 300.0, created)
     decisions, _ = run(s.sorted())
     fanout = {d.key for d in on(decisions, "victim") if d.reason == "network_fanout"}
     assert len(fanout) >= 12
     assert on(decisions, "person") == []
+
+
+def test_ci_runners_of_many_customers_waking_together_are_not_a_fanout():
+    # The top of the hour on a hosted CI service's /24: dozens of old customers' jobs at a few requests a
+    # second each, on their own leased runners, with their own clients. Waking together is not acting alike.
+    rng = random.Random(9)
+    s = Stream()
+    s.background(T0, T0 + 2400.0, people=10)
+    for i in range(40):
+        runner = f"203.0.113.{rng.randrange(1, 254)}"
+        start = T0 + 1800.0 + rng.uniform(5, 90)
+        t = start
+        for _ in range(rng.randint(20, 150)):
+            s.add(t, f"ci{i}", runner, account_created_ts=OLD + i * DAY, user_agent=f"sdk/{i % 7}",
+                  input_tokens=300, output_tokens=200)
+            t += rng.uniform(0.3, 1.7) / rng.uniform(1.0, 6.0)
+    decisions, _ = run(s.sorted())
+    assert [d for d in decisions if d.action in ("block", "throttle")] == []
+
+
+def test_a_network_with_its_ordinary_customers_active_is_not_blocked_as_a_whole():
+    # A heavy customer on the cloud /24 the thief rents servers in: its keys are blocked, the network not.
+    rng = random.Random(10)
+    s = compromised_stream()
+    s.every("heavy", "203.0.113.200", T0 + 1.0, T0 + 1300.0, 0.25, account_created_ts=OLD, user_agent="sdk/1",
+            jitter=0.1, rng=rng)
+    decisions, _ = run(s.sorted())
+    assert len({d.key for d in on(decisions, "victim") if d.reason == "network_fanout"}) >= 12
+    assert [d for d in decisions if d.scope == "network"] == []
+    assert on(decisions, "heavy") == []
 
 
 def test_allowlisted_network_gets_no_network_decision():

@@ -11,11 +11,11 @@ def _rotating(s: Stream, account: str, created: float, out_tokens: int, exits: i
               output_tokens=out_tokens)
 
 
-def test_fresh_account_harvesting_through_rotating_exits_is_blocked():
+def test_fresh_account_harvesting_through_rotating_exits_is_reviewed_never_blocked():
     s = Stream()
     _rotating(s, "fresh", T0 - 3600.0, 900)
     decisions, _ = run(s.sorted())
-    assert [(d.key, d.reason, d.action) for d in on(decisions, "fresh")] == [("fresh", "proxy_harvester", "block")]
+    assert [(d.key, d.reason, d.action) for d in on(decisions, "fresh")] == [("fresh", "proxy_harvester", "review")]
     ev = decisions[0].evidence
     assert ev["harvest_ratio"] >= 2.5 and ev["networks"] >= 3 and ev["switch_share"] >= 0.6
 
