@@ -155,17 +155,22 @@ class AccountStage:
     def _awakened_rps(self, s: AccountState, ts: float, age: float, r10: float) -> float:
         """The 10 s rate of an old account that just woke up far above its own credible baseline, else 0.
 
-        It stays awakened (and its baseline frozen) for a while, so the network has time to count its
-        peers."""
+        The baseline is its rate before this episode of activity began (its requests before, over the
+        time it was watched before): measured with the episode, a long-run rate would grow with the very
+        burst it is to reveal. It stays awakened (and its baseline frozen) for a while, so the network
+        has time to count its peers."""
         ncfg = self.cfg.network
         if age < self.cfg.account.old_age_s or r10 < ncfg.awakened_min_rps:
             return 0.0
         if ts < s.flagged_until:
             return r10
-        observed = ts - max(self.start_ts if self.start_ts is not None else ts, s.created)
-        # Against the long-run rate only: a 10 s rate never outruns the 60 s peak by much.
-        if observed >= ncfg.awakened_min_observed_s and r10 >= ncfg.awakened_ratio * max(
-                ncfg.awakened_baseline_floor_rps, s.long_rate(observed)):
+        start = self.start_ts if self.start_ts is not None else ts
+        created = s.created
+        watched = s.ep_start - max(start, created if created == created else start)
+        if watched < ncfg.awakened_min_observed_s:
+            return 0.0
+        before = (s.n - s.ep_n) / watched
+        if r10 >= ncfg.awakened_ratio * max(ncfg.awakened_baseline_floor_rps, before):
             s.flagged_until = max(s.flagged_until, ts + ncfg.window_s)
             return r10
         return 0.0

@@ -43,7 +43,7 @@ class AccountConfig(Strict):
     rotating_min_networks: int = Field(2, ge=2, description="an account hopping between at least this many networks")
     rotating_min_switch_share: float = Field(
         0.5, ge=0, le=1, description="...with at least this share of its requests from another network than the last")
-    automated_min_requests: int = Field(10, ge=3, description="requests before an account's timing is judged")
+    automated_min_requests: int = Field(8, ge=3, description="requests before an account's timing is judged")
     automated_max_timing_cv: float = Field(
         0.35, gt=0,
         description="spread of its log inter-arrival times at most this: machine-regular (people: about 0.6)")
@@ -79,9 +79,10 @@ class NetworkConfig(Strict):
     ipv6_prefix: int = Field(48, ge=16, le=128)
     window_s: float = Field(1800.0, gt=0, description="awakened accounts on a network are counted while seen within this window")
     awakened_min_rps: float = Field(0.4, gt=0, description="10-second rate of an awakened account")
-    awakened_ratio: float = Field(8.0, gt=1, description="that rate over the account's own long-run rate")
+    awakened_ratio: float = Field(8.0, gt=1, description="that rate over the account's own rate before it woke up")
     awakened_baseline_floor_rps: float = Field(0.01, gt=0)
-    awakened_min_observed_s: float = Field(300.0, ge=0, description="how long an account must have been watched")
+    awakened_min_observed_s: float = Field(
+        120.0, ge=0, description="how long an account must have been watched before it woke up")
     max_networks: int = Field(1_000_000, ge=1000)
     ip_cache_size: int = Field(100_000, ge=1000, description="addresses whose network is remembered, per stage")
 

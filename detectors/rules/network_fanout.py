@@ -25,7 +25,7 @@ class FanoutThresholds(Strict):
     """How many awakened accounts acting alike on one network make a fan-out, and when the network itself
     is taken."""
 
-    min_accounts: int = Field(5, ge=1, description="awakened accounts on one network")
+    min_accounts: int = Field(3, ge=1, description="awakened accounts acting alike on one network")
     min_coordination: float = Field(
         0.6, ge=0, le=1,
         description="how alike they act: mean of the share sharing addresses and the commonest client's share")
@@ -64,7 +64,7 @@ class NetworkFanout(_Fanout):
     ...     o = observation(10.0 + i, f"k{i}", awakened_rps=1.0, user_agent="tool/1", address=9)
     ...     _ = stage.observe_networks(o, [o.net], out)
     >>> [(d.key, d.reason) for d in out]
-    [('k4', 'network_fanout'), ('k5', 'network_fanout')]
+    [('k2', 'network_fanout'), ('k3', 'network_fanout'), ('k4', 'network_fanout'), ('k5', 'network_fanout')]
     >>> stage, out = group_stage()
     >>> for i in range(6):            # six CI jobs of six customers: own runners, own clients
     ...     o = observation(10.0 + i, f"k{i}", awakened_rps=1.0, user_agent=f"sdk/{i % 3}", address=i)

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 class PaymentThresholds(Strict):
     """When a card's accounts are a campaign's."""
 
-    min_accounts: int = Field(3, ge=2, description="the card's recent accounts found in a campaign, at least")
+    min_accounts: int = Field(2, ge=2, description="the card's recent accounts found in a campaign, at least")
     min_share: float = Field(
         0.6, gt=0, le=1, description="...and at least this share of the card's recent accounts (an org's card: few)")
     hold_s: float = Field(86400.0, gt=0, description="how long a card's block holds past its last campaign account")

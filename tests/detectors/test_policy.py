@@ -217,9 +217,11 @@ def test_policy_invariants(ops):
             assert d.config_version == "vX"
             if cur is not None:
                 remaining = cur[1] - ts
-                # Never re-emitted while an equal-or-stronger decision is in force, except to refresh it.
+                longer = rc.ttl_s > cur[2] and ts + rc.ttl_s - cur[1] > SHARE * rc.ttl_s
+                # Never re-emitted while an equal-or-stronger decision is in force, except to refresh it
+                # or to hold it longer.
                 assert strength(action) > cur[0] or (
-                    strength(action) == cur[0] and remaining <= SHARE * max(cur[2], rc.ttl_s)
+                    strength(action) == cur[0] and (remaining <= SHARE * max(cur[2], rc.ttl_s) or longer)
                 )
                 assert strength(action) >= cur[0]
                 if strength(action) == cur[0]:
@@ -231,6 +233,7 @@ def test_policy_invariants(ops):
             assert strength(action) <= cur[0]
             if strength(action) == cur[0]:
                 assert cur[1] - ts > SHARE * min(cur[2], rc.ttl_s)
+                assert not (rc.ttl_s > cur[2] and ts + rc.ttl_s - cur[1] > SHARE * rc.ttl_s)
         assert in_force(p, scope, key, ts) == (
             (scope, key) in said
             and said[(scope, key)][0] >= strength("throttle")
