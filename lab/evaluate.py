@@ -30,12 +30,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from lab.robustness import markdown, matrix
+from traffic.matrix import HELD_OUT_SEEDS
 
 ROOT = Path(__file__).resolve().parents[1]
 DEV_DIR = ROOT.parent / "shared" / "eval" / "dev"  # the reference's dev hour, when it is beside the repository
-DEFAULT_SEEDS = (11, 12)
-DEFAULT_SCENARIOS = ("mixed", "hydra", "hydra_churn", "slow_drip", "compromised", "burst", "ipv6", "no_fp",
-                     "surge", "benign")
+DEFAULT_ROWS_SPEC = "traffic.matrix:EVAL_ROWS"  # the robustness matrix and the in-distribution rows
 KINDS = ("attack", "honest")
 
 
@@ -69,9 +68,6 @@ def scenario_rows(names: tuple[str, ...] | list[str]) -> tuple[Row, ...]:
     return tuple(Row(n, n, "honest" if n == "benign" else "attack") for n in names)
 
 
-DEFAULT_ROWS = scenario_rows(DEFAULT_SCENARIOS)
-
-
 def load_rows(spec: str) -> tuple[RowLike, ...]:
     """Rows named ``module:NAME`` (e.g. ``traffic.matrix:MATRIX``), checked for what the runner needs."""
     module, _, attr = spec.partition(":")
@@ -97,12 +93,13 @@ def simulator_version() -> str:
     return h.hexdigest()
 
 
-def _generate(name: str, seed: int, duration: float, scale: float, out: Path) -> tuple[Path, Path]:
-    """The scenario's events and labels in ``out``, generated once."""
+def _generate(name: str, seed: int, duration: float | None, scale: float | None, out: Path) -> tuple[Path, Path]:
+    """The scenario's events and labels in ``out``, generated once (at the scenario's own duration and scale
+    unless told)."""
     import traffic
     from traffic.files import write_events, write_labels
 
-    stem = f"{name}-s{seed}" + ("" if (duration, scale) == (3600.0, 1.0) else f"-d{duration:g}-x{scale:g}")
+    stem = f"{name}-s{seed}" + ("" if (duration, scale) == (None, None) else f"-d{duration}-x{scale}")
     ev, lab = out / f"{stem}.jsonl.gz", out / f"{stem}.labels.json.gz"
     if not (ev.exists() and lab.exists()):
         sim = traffic.generate(name, seed=seed, duration_s=duration, scale=scale)
@@ -161,7 +158,7 @@ class _Run:
     seed: int | None
 
 
-def _job(args: tuple[_Run, Path | None, float, float, Path, str | None, str]) -> dict[str, Any]:
+def _job(args: tuple[_Run, Path | None, float | None, float | None, Path, str | None, str]) -> dict[str, Any]:
     run, dev, duration, scale, out, config, arrival = args
     where = out / ("dev" if run.scenario is None else f"sim-{simulator_version()}")
     where.mkdir(parents=True, exist_ok=True)
@@ -175,7 +172,8 @@ def _job(args: tuple[_Run, Path | None, float, float, Path, str | None, str]) ->
 
 
 def evaluate(rows: tuple[RowLike, ...], seeds: tuple[int, ...], dev: Path | None, out: Path, *,
-             duration: float = 3600.0, scale: float = 1.0, config: str | None = None, arrival: str = "in-order",
+             duration: float | None = None, scale: float | None = None, config: str | None = None,
+             arrival: str = "in-order",
              jobs: int = 2) -> list[dict[str, Any]]:
     """Every row over every seed (and the dev hour, if ``dev`` is given): one result per run, in order."""
     runs = [_Run("dev hour", None, "attack", None)] if dev is not None else []
@@ -190,22 +188,27 @@ def evaluate(rows: tuple[RowLike, ...], seeds: tuple[int, ...], dev: Path | None
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m lab.evaluate", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="out/eval")
-    p.add_argument("--scenarios", nargs="*", help=f"one row per scenario (default: {' '.join(DEFAULT_SCENARIOS)})")
-    p.add_argument("--rows", help="rows as module:NAME, e.g. traffic.matrix:MATRIX (instead of --scenarios)")
-    p.add_argument("--seeds", nargs="+", type=int, default=list(DEFAULT_SEEDS))
+    p.add_argument("--scenarios", nargs="*", help="one row per scenario (instead of --rows)")
+    p.add_argument("--rows", default=DEFAULT_ROWS_SPEC,
+                   help="rows as module:NAME (default: %(default)s: the robustness matrix, then the previous "
+                        "simulator's scenarios)")
+    p.add_argument("--seeds", nargs="+", type=int,
+                   help="seeds (default: the matrix's held-out seeds, never tuned on: "
+                        f"{' '.join(map(str, HELD_OUT_SEEDS))})")
     p.add_argument("--dev", default=str(DEV_DIR), help="folder with the dev hour (events.jsonl.gz, labels.json.gz); "
                                                        "left out when it is not there (default: %(default)s)")
-    p.add_argument("--duration", type=float, default=3600.0)
-    p.add_argument("--scale", type=float, default=1.0)
+    p.add_argument("--duration", type=float, help="seconds of traffic (default: each scenario's own)")
+    p.add_argument("--scale", type=float, help="size of the honest population (default: each scenario's own)")
     p.add_argument("--config", help="thresholds YAML")
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--arrival", choices=("in-order", "out-of-step"), default="in-order",
                    help="replay events in time order, or as a worker reads four round-robin partitions")
     a = p.parse_args(argv)
-    if a.rows and a.scenarios:
+    if a.rows != DEFAULT_ROWS_SPEC and a.scenarios:
         p.error("--rows and --scenarios are two ways to say the same thing: give one")
+    a.seeds = a.seeds or list(HELD_OUT_SEEDS)
     try:
-        rows = load_rows(a.rows) if a.rows else scenario_rows(a.scenarios) if a.scenarios else DEFAULT_ROWS
+        rows = scenario_rows(a.scenarios) if a.scenarios else load_rows(a.rows)
     except ValueError as exc:
         p.error(str(exc))
     import traffic

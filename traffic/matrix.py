@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .background import LOOKALIKES
-from .scenarios import SCENARIO_SPECS, generate
+from .scenarios import SCENARIO_SPECS, SCENARIOS, generate
 from .simulation import Simulation
 from .variants import VARIANTS
 
@@ -86,3 +86,13 @@ MATRIX: tuple[Row, ...] = (
         "",
     ),
 )
+
+# The scenarios of the previous simulator (one attacker each, the dev hour's kind): the detection must
+# not regress on them while it learns the adversary's range.
+IN_DISTRIBUTION: tuple[Row, ...] = tuple(
+    _row(f"in-distribution {name}", name, "attack", SCENARIOS[name], "")
+    for name in ("mixed", "hydra", "hydra_churn", "slow_drip", "compromised", "burst", "ipv6", "no_fp", "surge")
+)
+
+# What ``make eval`` runs: the robustness matrix, then the in-distribution rows.
+EVAL_ROWS: tuple[Row, ...] = MATRIX + IN_DISTRIBUTION

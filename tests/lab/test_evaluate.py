@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from lab.evaluate import DEFAULT_ROWS, Row, _as_read, _generate, evaluate, load_rows, main, run_one
+from lab.evaluate import DEFAULT_ROWS_SPEC, Row, _as_read, _generate, evaluate, load_rows, main, run_one
 from lab.robustness import matrix
 from traffic.arrival import out_of_step
 
@@ -71,11 +71,13 @@ def test_the_command_names_its_seeds_says_the_dev_hour_is_left_out_and_writes_th
 
 
 def test_rows_load_from_a_module_and_a_bad_spec_or_scenario_is_one_clear_error(capsys):
-    assert load_rows("lab.evaluate:DEFAULT_ROWS") == DEFAULT_ROWS
+    from traffic.matrix import EVAL_ROWS, IN_DISTRIBUTION, MATRIX
+
+    assert load_rows(DEFAULT_ROWS_SPEC) == EVAL_ROWS == MATRIX + IN_DISTRIBUTION
     with pytest.raises(ValueError, match="no_such_module"):
         load_rows("no_such_module:ROWS")
     with pytest.raises(ValueError, match="is not a row"):
-        load_rows("lab.evaluate:DEFAULT_SCENARIOS")
+        load_rows("traffic.matrix:HELD_OUT_SEEDS")
     with pytest.raises(SystemExit):
         main(["--scenarios", "hydra", "nonsense"])
     assert "unknown scenario nonsense" in capsys.readouterr().err
