@@ -56,6 +56,10 @@ from stream.state import AccountPartitions, GroupPartitions
 log = logging.getLogger(__name__)
 
 
+def _event_time(stop: tuple[int, GroupItem]) -> float:
+    return stop[1][0].ts
+
+
 class Worker:
     """Everything one worker process holds: the Faust app, detector stages and sinks."""
 
@@ -308,6 +312,9 @@ class Worker:
             for o in obs:
                 for tp, item in first_stops(o):
                     routed.append((tp, item))
+        # Account partitions were taken one after another: the group stages take the batch's observations
+        # in event time, as one process would (a cluster's later members judged after its earlier ones).
+        routed.sort(key=_event_time)
         await self._visit_groups(routed)
         if time.monotonic() >= self._next_snapshot:
             self._snapshot()

@@ -189,6 +189,8 @@ def cmd_compare(a: argparse.Namespace) -> None:
         report = compare(a.events, a.config, a.against, a.labels)
     except InputError as exc:
         raise CommandError(str(exc)) from None
+    except READ_ERRORS as exc:
+        raise CommandError(file_problem(a.events, exc)) from None
     print(json.dumps(report, indent=1))
 
 

