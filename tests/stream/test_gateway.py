@@ -25,8 +25,8 @@ import pytest
 
 from detectors.network import NetworkKeys
 from detectors.policy import Decision
-from lab.embedded import EmbeddedRedis, free_port
-from stream.gateway import Gateway, TokenBuckets, degraded, lookup_keys, verdict
+from lab.embedded import EmbeddedRedis, free_port, wait_until
+from stream.gateway import Gateway, TokenBuckets, Verdict, degraded, lookup_keys, verdict
 from stream.sinks.redis import RedisDecisionSink, gateway_value
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -304,6 +304,47 @@ def test_a_card_block_covers_a_new_account_in_one_mget(redis_url):
             await gw.close()
 
     assert asyncio.run(lifted()) == "allow"
+
+
+@pytest.mark.integration
+def test_a_live_workers_card_block_stops_the_cards_next_account(start_worker, redis_url, broker):
+    import redis
+    from kafka import KafkaProducer
+
+    w = start_worker(redis_url)
+    now = time.time()
+    # young accounts on one card, one prompt template, many networks, harvesting; they come back a second later
+    events = [{"event_id": f"camp{i}-{r}", "ts": now + r + i * 0.01, "account_id": f"acct_camp_{i}",
+               "ip": f"203.0.{i}.7", "asn": 7922, "user_agent": "sdk-python/0.42.0", "input_tokens": 400,
+               "output_tokens": 3000, "account_created_ts": now - 3600.0, "payment_fp": "pay_live",
+               "prompt_fp": "0123456789abcdef"} for r in range(2) for i in range(12)]
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=0, acks=1)
+    try:
+        producer.send(w.topics["requests"], value=orjson.dumps(events))
+        producer.flush()
+    finally:
+        producer.close()
+
+    r = redis.Redis.from_url(redis_url)
+    raw = wait_until(lambda: r.get("rh:d:payment:pay_live"), timeout=30)
+    assert raw is not None, "the worker wrote no block on the card"
+    assert (orjson.loads(raw)["action"], orjson.loads(raw)["reason"]) == ("block", "payment_campaign")
+    assert wait_until(lambda: r.get("rh:heartbeat"), timeout=10)
+
+    async def check() -> tuple[Verdict, Verdict]:
+        gw = Gateway(redis_url, timeout_s=1.0)
+        try:
+            # opened on the card after the campaign, first request, from a network of its own
+            return (await gw.check("acct_opened_later", "198.51.100.50", "", "pay_live"),
+                    await gw.check("acct_opened_later", "198.51.100.50", ""))
+        finally:
+            await gw.close()
+
+    with_card, without = asyncio.run(check())
+    assert (with_card.result, with_card.headers["X-Ratehound-Scope"]) == ("block", "payment")
+    assert without.result == "allow"
+    # the worker counts the card among what it has in force (sampled every 15 s)
+    assert wait_until(lambda: w.metric("ratehound_active_enforcements", scope="payment") >= 1, timeout=30)
 
 
 # --------------------------------------------------------------------------- nginx + gateway, for real
