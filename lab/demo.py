@@ -35,7 +35,15 @@ def _port_free(port: int) -> bool:
 
 
 def format_decision(d: dict, colour: bool) -> str:
-    """One terminal line per decision: when, what, on whom, why, and the figures behind it."""
+    """One terminal line per decision: when, what, on whom, why, and the figures behind it.
+
+    A card's block (scope ``payment``, the key its ``payment_fp``) reads as any other:
+
+    >>> d = {"ts": 0.0, "scope": "payment", "key": "pay_7f3a", "action": "block", "reason": "payment_campaign",
+    ...      "score": 0.83, "evidence": {"card_accounts": 6, "card_campaign_accounts": 5, "card_networks": 6}}
+    >>> format_decision(d, colour=False).split()[1:]
+    ['BLOCK', 'payment', 'pay_7f3a', 'payment_campaign', 'score=0.83', 'card_accounts=6,', 'card_campaign_accounts=5,', 'card_networks=6']
+    """
     ev = d.get("evidence") or {}
     figures = ", ".join(f"{k}={v}" for k, v in list(ev.items())[:4])
     action = d["action"].upper()

@@ -19,8 +19,10 @@ import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
+from typing import get_args
 
 from detectors.config import ConfigError, DetectorConfig, load_config
+from detectors.rules.base import Scope
 from stream.files import READ_ERRORS, OutputError, file_problem, written_whole
 from stream.settings import Settings, SettingsError
 
@@ -347,8 +349,9 @@ def build_parser() -> argparse.ArgumentParser:
     o = command("decision", cmd_decision, "impose or lift a decision by hand: Redis at once, then the decisions "
                 "topic (needs Redis and a broker)")
     o.add_argument("action", choices=("allow", "block", "throttle", "review"))
-    o.add_argument("scope", choices=("account", "network", "asn"))
-    o.add_argument("key", help="account id, canonical CIDR (203.0.113.0/24, 2001:db8:42::/48) or ASN")
+    o.add_argument("scope", choices=get_args(Scope),
+                   help="payment: the card (payment_fp) and every account billed to it, also ones opened later")
+    o.add_argument("key", help="account id, canonical CIDR (203.0.113.0/24, 2001:db8:42::/48), ASN or payment_fp")
     o.add_argument("--ttl", default="1h", help="how long it holds: 30s, 15m, 1h, 2d (default 1h)")
     o.add_argument("--reason", required=True, help="short code, recorded as manual:CODE")
     o.add_argument("--limit-rps", type=float, help="with throttle: requests per second let through")

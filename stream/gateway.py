@@ -1,9 +1,12 @@
 """The gateway companion: answers an nginx ``auth_request`` (or any HTTP caller) from the decisions in Redis.
 
 ``GET /check`` with the account in ``X-Account-Id`` (or ``?account=``), the client
-address in ``X-Real-IP`` (or ``?ip=``) and optionally the ASN in ``X-Asn`` (or
-``?asn=``). One ``MGET`` reads the account's, the network's and the ASN's decision
-and ``rh:heartbeat``; the answer is 200 to let the request through, or 429 with
+address in ``X-Real-IP`` (or ``?ip=``), optionally the ASN in ``X-Asn`` (or
+``?asn=``) and the account's payment instrument in ``X-Payment-Fp`` (or
+``?payment=``, the ``payment_fp`` of the request events). One ``MGET`` reads the
+account's, the network's, the ASN's and the instrument's decision and
+``rh:heartbeat``: a block on the card stops every account billed to it, also one
+the detector never saw. The answer is 200 to let the request through, or 429 with
 ``Retry-After`` and ``X-Ratehound-{Reason,Action,Scope}`` for a block, or for a
 throttle whose local token bucket is empty. A caller that can only act on
 401/403 (nginx's ``auth_request``) asks for that status with the request header
@@ -37,11 +40,10 @@ from detectors.network import NetworkKeys
 
 log = logging.getLogger(__name__)
 
-SCOPES = ("account", "network", "asn")
 DEGRADED_REASONS = ("redis-down", "redis-slow", "stale")
 RESULTS = ("allow", "throttle", "block", "degraded")
 _DENY_STATUSES = {"401": 401, "403": 403, "429": 429}
-_MAX_ACCOUNT_LEN = 128  # the contract's bound: no decision can exist for a longer id
+_MAX_ID_LEN = 128  # the contract's bound on account_id and payment_fp: no decision can exist for a longer id
 
 
 # --------------------------------------------------------------------------- the decision logic (pure)
@@ -194,21 +196,24 @@ def verdict(keys: Sequence[tuple[str, str]], values: Sequence[bytes | str | None
     return ALLOW
 
 
-def lookup_keys(account: str, ip: str, asn: str, netkeys: NetworkKeys) -> list[tuple[str, str]]:
+def lookup_keys(account: str, ip: str, asn: str, netkeys: NetworkKeys, payment: str = "") -> list[tuple[str, str]]:
     """The (scope, key) pairs to read for a request; what is missing or malformed is not looked up.
 
     The network is computed exactly as the detector does (:class:`NetworkKeys` with the
-    config's prefixes), so the gateway reads the key the worker writes.
+    config's prefixes), so the gateway reads the key the worker writes; the payment
+    instrument is the ``payment_fp`` as the request events carry it.
 
     >>> lookup_keys("a1", "203.0.113.7", "64500", NetworkKeys())
     [('account', 'a1'), ('network', '203.0.113.0/24'), ('asn', '64500')]
+    >>> lookup_keys("a1", "", "", NetworkKeys(), payment="pay_7f3a")
+    [('account', 'a1'), ('payment', 'pay_7f3a')]
     >>> lookup_keys("", "2001:db8:42:1::9", "AS1", NetworkKeys())
     [('network', '2001:db8:42::/48')]
     >>> lookup_keys("a1", "not-an-ip", "", NetworkKeys())
     [('account', 'a1')]
     """
     keys: list[tuple[str, str]] = []
-    if 0 < len(account) <= _MAX_ACCOUNT_LEN:
+    if 0 < len(account) <= _MAX_ID_LEN:
         keys.append(("account", account))
     ip = ip.strip()
     if ip:
@@ -222,6 +227,8 @@ def lookup_keys(account: str, ip: str, asn: str, netkeys: NetworkKeys) -> list[t
     asn = asn.strip()
     if asn.isascii() and asn.isdigit() and len(asn) <= 10 and int(asn) < 2**32:
         keys.append(("asn", str(int(asn))))
+    if 0 < len(payment) <= _MAX_ID_LEN:
+        keys.append(("payment", payment))
     return keys
 
 
@@ -279,11 +286,11 @@ class Gateway:
         self._down_reason = ""
         self.last_state = "unknown"
 
-    async def check(self, account: str, ip: str, asn: str) -> Verdict:
+    async def check(self, account: str, ip: str, asn: str, payment: str = "") -> Verdict:
         from redis.exceptions import RedisError
         from redis.exceptions import TimeoutError as RedisTimeout
 
-        keys = lookup_keys(account, ip, asn, self.netkeys)
+        keys = lookup_keys(account, ip, asn, self.netkeys, payment)
         if not keys:
             return self._count(ALLOW)
         if time.monotonic() < self._down_until:
@@ -329,7 +336,7 @@ def make_app(gw: Gateway, deny_status: int = 429):
     async def check(request: web.Request) -> web.Response:
         h, q = request.headers, request.query
         v = await gw.check(h.get("X-Account-Id") or q.get("account", ""), h.get("X-Real-IP") or q.get("ip", ""),
-                           h.get("X-Asn") or q.get("asn", ""))
+                           h.get("X-Asn") or q.get("asn", ""), h.get("X-Payment-Fp") or q.get("payment", ""))
         if v.status == 200:
             return web.Response(status=200, headers=v.headers)
         status = _DENY_STATUSES.get(h.get("X-Ratehound-Deny-Status", ""), deny_status)

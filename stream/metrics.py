@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+
+from detectors.rules.base import Scope
 
 disable_created_metrics()  # halves the series; nothing here needs creation timestamps
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 SINKS = ("redis", "decisions", "dlq")  # the ``sink`` label: stream/sinks/
+SCOPES: tuple[str, ...] = get_args(Scope)  # the ``scope`` label: the contract's account, network, asn, payment
 
 EVENTS = Counter("ratehound_events_total", "Request events by outcome", ["outcome"], registry=REGISTRY)
 DLQ = Counter("ratehound_dlq_total", "Events sent to the dead-letter topic, by reason", ["reason"], registry=REGISTRY)
@@ -63,5 +68,5 @@ for _kind in ("account", "network", "cluster"):
 RESTORED.labels("account")
 for _result in ("ok", "error"):
     CONFIG_RELOADS.labels(_result)
-for _scope in ("account", "network", "asn"):
+for _scope in SCOPES:
     ACTIVE.labels(_scope)

@@ -34,13 +34,13 @@ import time
 from typing import TYPE_CHECKING
 
 from detectors.policy import Decision, decision_id, encode_decision
+from stream.metrics import SCOPES
 from stream.sinks.redis import RedisDecisionSink, decision_key, pinned_value
 
 if TYPE_CHECKING:
     from stream.settings import Settings
 
 ACTIONS = ("allow", "block", "throttle", "review")
-SCOPES = ("account", "network", "asn")
 _TTL_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0}
 _TTL_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 MAX_TTL_S = 365 * 86400.0
@@ -85,10 +85,11 @@ def validate_key(scope: str, key: str, ipv4_prefix: int = 24, ipv6_prefix: int =
 
     A network must be canonical CIDR with the prefix the gateway looks up (the
     config's ``network.ipv4_prefix``/``ipv6_prefix``): any other network would be
-    written and never read.
+    written and never read. An account or a payment instrument (``payment_fp``) is
+    the opaque id as the request events carry it.
 
-    >>> validate_key("network", "203.0.113.0/24"), validate_key("asn", "64500")
-    ('203.0.113.0/24', '64500')
+    >>> validate_key("network", "203.0.113.0/24"), validate_key("asn", "64500"), validate_key("payment", "pay_7f3a")
+    ('203.0.113.0/24', '64500', 'pay_7f3a')
     >>> validate_key("network", "203.0.113.7/24")
     Traceback (most recent call last):
     ...
@@ -104,9 +105,9 @@ def validate_key(scope: str, key: str, ipv4_prefix: int = 24, ipv6_prefix: int =
     """
     if scope not in SCOPES:
         raise OverrideError(f"scope {scope!r}: expected one of {', '.join(SCOPES)}")
-    if scope == "account":
+    if scope in ("account", "payment"):  # the contract's bound: no decision can exist for a longer id
         if not 1 <= len(key) <= 128 or not key.isprintable():
-            raise OverrideError(f"account {key!r}: expected 1 to 128 printable characters")
+            raise OverrideError(f"{scope} {key!r}: expected 1 to 128 printable characters")
         return key
     if scope == "asn":
         if not key.isdecimal() or not key.isascii() or (len(key) > 1 and key[0] == "0") or int(key) >= 2**32:

@@ -82,8 +82,8 @@ def redis_refusal(url: str, timeout_s: float = 2.0) -> str | None:
 def decision_key(prefix: str, scope: str, key: str) -> str:
     """The Redis key of the decision in force on (scope, key).
 
-    >>> decision_key("rh", "network", "203.0.113.0/24")
-    'rh:d:network:203.0.113.0/24'
+    >>> decision_key("rh", "network", "203.0.113.0/24"), decision_key("rh", "payment", "pay_7f3a")
+    ('rh:d:network:203.0.113.0/24', 'rh:d:payment:pay_7f3a')
     """
     return f"{prefix}:d:{scope}:{key}"
 
@@ -200,7 +200,7 @@ class RedisDecisionSink(Sink[Decision]):
 
     def count_active(self) -> None:
         """``ratehound_active_enforcements``: the detector's throttles and blocks this worker has in force."""
-        counts = dict.fromkeys(("account", "network", "asn"), 0)
+        counts = dict.fromkeys(metrics.SCOPES, 0)
         for scope, _ in self.active:
             counts[scope] = counts.get(scope, 0) + 1
         for scope, n in counts.items():

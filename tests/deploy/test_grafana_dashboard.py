@@ -25,6 +25,8 @@ REQUIRED = {
     "traffic by outcome": "job_outcome:ratehound_events:rate1m",
     "decisions by scope/action/reason": "job_scope_action_reason:ratehound_decisions:rate1m",
     "active enforcements": "ratehound_active_enforcements",
+    "cards blocked (payment scope)": 'ratehound_active_enforcements{job=~"$job", scope="payment"}',
+    "card decisions": 'job_scope_action_reason:ratehound_decisions:rate1m{job=~"$job", scope="payment"}',
     "top reasons": "topk(",
     "latency p50": "job:ratehound_event_to_decision_seconds:p50_5m",
     "latency p99": "job:ratehound_event_to_decision_seconds:p99_5m",

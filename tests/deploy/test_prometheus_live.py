@@ -115,10 +115,12 @@ def _event(i: int, account: str, ip: str, ts: float, **kw: Any) -> dict[str, Any
 
 
 def _feed(producer: KafkaProducer, topic: str) -> None:
-    """A campaign (young accounts, one card, one prompt, many networks: campaign blocks),
-    an honest account with a duplicate delivery, and malformed events of four kinds."""
+    """A campaign (young accounts, one card, one prompt, many networks: campaign blocks, and the
+    card's block when they come back), an honest account with a duplicate delivery, and malformed
+    events of four kinds."""
     now = time.time()
-    campaign = [_event(i, f"acct_camp_{i}", f"203.0.{i}.7", now + i * 0.01) for i in range(12)]
+    campaign = [_event(r * 100 + i, f"acct_camp_{i}", f"203.0.{i}.7", now + r + i * 0.01)
+                for r in range(2) for i in range(12)]
     producer.send(topic, value=orjson.dumps(campaign))
     good = _event(1, "acct_plain", "198.51.100.9", now, payment_fp="pay_own", account_created_ts=now - 9e7)
     producer.send(topic, value=orjson.dumps(good))
@@ -151,6 +153,7 @@ def test_rules_and_dashboard_return_data_from_a_live_worker(start_worker, redis_
             return all(prom.query(q)["data"]["result"] for q in (
                 'up{job="ratehound"} == 1',
                 'ratehound_decisions_total{reason="campaign"} > 0',
+                'ratehound_decisions_total{scope="payment"} > 0',
                 'ratehound_dlq_total{reason="not_json"} > 0',
                 'ratehound_events_total{outcome="duplicate"} > 0',
                 "ratehound_event_to_decision_seconds_count > 0",

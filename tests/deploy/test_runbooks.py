@@ -60,6 +60,44 @@ def test_enforcement_runbooks_show_how_to_check_and_lift_a_block(alert):
         assert needle in text, f"{alert}.md does not mention {needle!r}"
 
 
+def test_the_card_procedure_says_how_to_look_find_the_accounts_lift_and_when_not_to():
+    text = _section((RUNBOOKS / "RatehoundCampaignDetected.md").read_text(), "## A card is blocked")
+    for needle in ("redis-cli GET rh:d:payment:", "ratehound decision allow payment <payment_fp>",
+                   "redis-cli SET rh:d:payment:", "policy.allow_payments", "card_accounts", "payment_fp",
+                   "When NOT to lift", "X-Payment-Fp"):
+        assert needle in text, f"RatehoundCampaignDetected.md, 'A card is blocked', does not mention {needle!r}"
+    assert "ratehound decision allow payment" in (RUNBOOKS / "README.md").read_text()
+
+
+# What the placeholders of the runbooks' commands stand for, as a person would fill them in.
+PLACEHOLDERS = {"<id>": "acct_1", "<payment_fp>": "pay_7f3a", "<cidr>": "203.0.113.0/24", "<asn>": "64500"}
+
+
+def _decision_commands() -> list[tuple[str, str]]:
+    found = []
+    for page in sorted(RUNBOOKS.glob("*.md")):
+        for line in page.read_text().splitlines():
+            start = line.find("ratehound decision ")
+            if start >= 0 and "--reason" in line:  # a command, not a mention in the prose
+                found.append((page.name, line[start:].split(";")[0].strip().strip("`")))
+    return found
+
+
+@pytest.mark.parametrize(("page", "command"), _decision_commands())
+def test_runbook_decision_commands_parse_and_their_keys_validate(page, command):
+    import shlex
+
+    from stream.cli import build_parser
+    from stream.overrides import build_override
+
+    for placeholder, value in PLACEHOLDERS.items():
+        command = command.replace(placeholder, value)
+    command = command.replace('"$id"', "acct_1")  # the loops over a file of account ids
+    a = build_parser().parse_args(shlex.split(command)[1:])
+    d = build_override(a.action, a.scope, a.key, a.ttl, a.reason, limit_rps=a.limit_rps, by="oncall", note=a.note)
+    assert d.reason.startswith("manual:"), (page, command)
+
+
 def test_readme_has_the_common_procedures():
     text = (RUNBOOKS / "README.md").read_text()
     for needle in ("redis-cli GET rh:d:account:", "ratehound replay", "ratehound decision allow account",

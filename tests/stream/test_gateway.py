@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,8 +25,8 @@ import pytest
 
 from detectors.network import NetworkKeys
 from detectors.policy import Decision
-from lab.embedded import EmbeddedRedis, free_port
-from stream.gateway import Gateway, TokenBuckets, degraded, lookup_keys, verdict
+from lab.embedded import EmbeddedRedis, free_port, wait_until
+from stream.gateway import Gateway, TokenBuckets, Verdict, degraded, lookup_keys, verdict
 from stream.sinks.redis import RedisDecisionSink, gateway_value
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -86,6 +87,33 @@ def test_retry_after_is_at_least_one_second():
 def test_expired_decision_is_ignored():
     # Redis expires keys itself; a value read at the edge of its expiry must not block.
     assert _verdict([_value("account", "a1", "block", ttl_s=5.0), None, None], now=NOW + 5.0).result == "allow"
+
+
+def test_a_card_block_stops_an_account_never_seen():
+    keys = lookup_keys("acct_opened_just_now", "203.0.113.7", "", NetworkKeys(), payment="pay_7f3a")
+    assert keys == [("account", "acct_opened_just_now"), ("network", "203.0.113.0/24"), ("payment", "pay_7f3a")]
+    card = _value("payment", "pay_7f3a", "block", ttl_s=600.0, reason="payment_campaign")
+    v = verdict(keys, [None, None, card, HB], NOW + 10.0, TokenBuckets())
+    assert (v.result, v.status) == ("block", 429)
+    assert v.headers == {"Retry-After": "590", "X-Ratehound-Action": "block", "X-Ratehound-Scope": "payment",
+                         "X-Ratehound-Reason": "payment_campaign"}
+
+
+def test_the_strongest_action_wins_across_account_and_card():
+    keys = [("account", "a1"), ("payment", "pay_7f3a")]
+    thr = _value("account", "a1", "throttle", limit_rps=100.0)
+    card = _value("payment", "pay_7f3a", "block", ttl_s=60.0, reason="payment_campaign")
+    assert verdict(keys, [thr, card, HB], NOW + 10.0, TokenBuckets()).headers["X-Ratehound-Scope"] == "payment"
+    card_thr = _value("payment", "pay_7f3a", "throttle", limit_rps=100.0)
+    block = _value("account", "a1", "block")
+    assert verdict(keys, [block, card_thr, HB], NOW + 10.0, TokenBuckets()).headers["X-Ratehound-Scope"] == "account"
+
+
+@pytest.mark.parametrize("payment", ["", "p" * 129])
+def test_without_a_card_nothing_more_is_looked_up(payment):
+    nk = NetworkKeys()
+    assert lookup_keys("a1", "203.0.113.7", "64500", nk, payment=payment) == lookup_keys("a1", "203.0.113.7",
+                                                                                          "64500", nk)
 
 
 @pytest.mark.parametrize(("index", "scope"), [(1, "network"), (2, "asn")])
@@ -209,6 +237,114 @@ def test_unreachable_redis_fails_open_and_is_counted():
     assert sample("ratehound_gateway_degraded_total", {"reason": "redis-down"}) == 2
     assert sample("ratehound_gateway_checks_total", {"result": "degraded"}) == 2
     assert sample("ratehound_gateway_redis_seconds_count") == 1  # only the first one asked Redis
+
+
+@contextlib.contextmanager
+def _every_command(r) -> Iterator[Callable[[], list[list[str]]]]:
+    """What the private Redis was asked, arguments and all: its slow log with a threshold of 0 µs records
+    every command. Yields a function returning the commands since the previous call (oldest first)."""
+    before = r.config_get("slowlog-log-slower-than")["slowlog-log-slower-than"]
+    r.config_set("slowlog-log-slower-than", 0)
+    r.slowlog_reset()
+
+    def since() -> list[list[str]]:
+        entries = r.slowlog_get(1000)
+        r.slowlog_reset()
+        commands = [e["command"].decode().split(" ") for e in reversed(entries)]  # redis-py joins the args
+        return [c for c in commands if c[0].upper() not in ("SLOWLOG", "CONFIG")]
+
+    try:
+        yield since
+    finally:
+        r.config_set("slowlog-log-slower-than", before)
+
+
+@pytest.mark.integration
+def test_a_card_block_covers_a_new_account_in_one_mget(redis_url):
+    import redis
+
+    r = redis.Redis.from_url(redis_url)
+    _write(redis_url, _decision("payment", "pay_camp", "block", reason="payment_campaign", ts=time.time()),
+           _decision("account", "acct_old", "throttle", limit_rps=1000.0, ts=time.time()))
+
+    async def run(asked: Callable[[], list[list[str]]]) -> list[tuple]:
+        gw = Gateway(redis_url, timeout_s=1.0)
+        out = []
+        try:
+            await gw.check("acct_probe", "", "")  # the connection is made: what follows is the checks alone
+            asked()
+            for account, payment in (("acct_new", "pay_camp"), ("acct_new", ""), ("acct_old", "pay_camp"),
+                                     ("acct_other", "pay_other")):
+                v = await gw.check(account, "198.51.100.7", "64500", payment)
+                out.append((v.result, v.headers.get("X-Ratehound-Scope"), asked()))
+        finally:
+            await gw.close()
+        return out
+
+    with _every_command(r) as asked:
+        card, no_card, both, other = asyncio.run(run(asked))
+    net_asn = ["rh:d:network:198.51.100.0/24", "rh:d:asn:64500"]
+    # an account the detector never saw, billed to the blocked card: one MGET, the card's key in it
+    assert card == ("block", "payment", [["MGET", "rh:d:account:acct_new", *net_asn, "rh:d:payment:pay_camp",
+                                          "rh:heartbeat"]])
+    # no card given: as before, the account, its network and its ASN only
+    assert no_card == ("allow", None, [["MGET", "rh:d:account:acct_new", *net_asn, "rh:heartbeat"]])
+    # the block on the card beats the account's own throttle
+    assert both[:2] == ("block", "payment") and len(both[2]) == 1
+    assert other[:2] == ("allow", None) and len(other[2]) == 1
+    # a card someone lifted with `ratehound decision allow payment ...` reads as allow
+    r.set("rh:d:payment:pay_camp", orjson.dumps({"action": "allow", "manual": True, "strength": 10,
+                                                 "expires_at": time.time() + 60}))
+
+    async def lifted() -> str:
+        gw = Gateway(redis_url, timeout_s=1.0)
+        try:
+            return (await gw.check("acct_new", "198.51.100.7", "", "pay_camp")).result
+        finally:
+            await gw.close()
+
+    assert asyncio.run(lifted()) == "allow"
+
+
+@pytest.mark.integration
+def test_a_live_workers_card_block_stops_the_cards_next_account(start_worker, redis_url, broker):
+    import redis
+    from kafka import KafkaProducer
+
+    w = start_worker(redis_url)
+    now = time.time()
+    # young accounts on one card, one prompt template, many networks, harvesting; they come back a second later
+    events = [{"event_id": f"camp{i}-{r}", "ts": now + r + i * 0.01, "account_id": f"acct_camp_{i}",
+               "ip": f"203.0.{i}.7", "asn": 7922, "user_agent": "sdk-python/0.42.0", "input_tokens": 400,
+               "output_tokens": 3000, "account_created_ts": now - 3600.0, "payment_fp": "pay_live",
+               "prompt_fp": "0123456789abcdef"} for r in range(2) for i in range(12)]
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=0, acks=1)
+    try:
+        producer.send(w.topics["requests"], value=orjson.dumps(events))
+        producer.flush()
+    finally:
+        producer.close()
+
+    r = redis.Redis.from_url(redis_url)
+    raw = wait_until(lambda: r.get("rh:d:payment:pay_live"), timeout=30)
+    assert raw is not None, "the worker wrote no block on the card"
+    assert (orjson.loads(raw)["action"], orjson.loads(raw)["reason"]) == ("block", "payment_campaign")
+    assert wait_until(lambda: r.get("rh:heartbeat"), timeout=10)
+
+    async def check() -> tuple[Verdict, Verdict]:
+        gw = Gateway(redis_url, timeout_s=1.0)
+        try:
+            # opened on the card after the campaign, first request, from a network of its own
+            return (await gw.check("acct_opened_later", "198.51.100.50", "", "pay_live"),
+                    await gw.check("acct_opened_later", "198.51.100.50", ""))
+        finally:
+            await gw.close()
+
+    with_card, without = asyncio.run(check())
+    assert (with_card.result, with_card.headers["X-Ratehound-Scope"]) == ("block", "payment")
+    assert without.result == "allow"
+    # the worker counts the card among what it has in force (sampled every 15 s)
+    assert wait_until(lambda: w.metric("ratehound_active_enforcements", scope="payment") >= 1, timeout=30)
 
 
 # --------------------------------------------------------------------------- nginx + gateway, for real
@@ -355,10 +491,14 @@ http {{
         return text
 
     def request(self, account: str | None, source: str = "127.0.0.1", method: str = "GET",
-                body: bytes | None = None, path: str = "/v1/chat/completions") -> tuple[int, dict[str, str], bytes]:
+                body: bytes | None = None, path: str = "/v1/chat/completions",
+                payment: str | None = None) -> tuple[int, dict[str, str], bytes]:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5, source_address=(source, 0))
         try:
+            # as the hop in front sets them: the account, and the card it is billed to
             headers = {"X-Account-Id": account} if account else {}
+            if payment:
+                headers["X-Payment-Fp"] = payment
             conn.request(method, path, body=body, headers=headers)
             r = conn.getresponse()
             return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
@@ -447,6 +587,27 @@ def test_nginx_block_network_block_and_pass(stack_factory, redis_url):
     assert s.metric("ratehound_gateway_checks_total", result="block") >= 4
     assert s.metric("ratehound_gateway_checks_total", result="allow") >= 3
     assert "auth request unexpected status" not in s.nginx_log()
+
+
+@pytest.mark.integration
+def test_nginx_card_block_covers_every_account_billed_to_it(stack_factory, redis_url):
+    s = stack_factory(redis_url)
+    _write(redis_url, _decision("payment", "pay_camp", "block", ttl_s=600.0, reason="payment_campaign",
+                                ts=time.time()))
+
+    status, headers, body = s.request("acct_opened_now", payment="pay_camp")
+    assert status == 429, (status, headers, body, s.nginx_log())
+    assert (headers["x-ratehound-scope"], headers["x-ratehound-reason"], headers["x-ratehound-action"]) == (
+        "payment", "payment_campaign", "block")
+    assert 590 <= int(headers["retry-after"]) <= 600
+    # the same account without its card (no such hop in front), or on another card: through
+    assert s.request("acct_opened_now")[:3:2] == (200, b"ok")
+    assert s.request("acct_opened_now", payment="pay_honest")[:3:2] == (200, b"ok")
+    # callers other than nginx give the card as ?payment=
+    url = f"http://127.0.0.1:{s.gateway_port}/check?account=acct_x&payment=pay_camp"
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(url, timeout=2)
+    assert (refused.value.code, refused.value.headers["X-Ratehound-Scope"]) == (429, "payment")
 
 
 @pytest.mark.integration

@@ -18,6 +18,7 @@ from detectors.policy import Decision
 from lab.embedded import free_port
 from stream import cli
 from stream.gateway import TokenBuckets, verdict
+from stream.manual import manual_decision
 from stream.overrides import OverrideError, build_override, parse_ttl, validate_key
 from stream.sinks.redis import MANUAL_STRENGTH, RedisDecisionSink
 
@@ -50,7 +51,8 @@ def test_parse_ttl_rejects(text):
 
 
 @pytest.mark.parametrize(("scope", "key"), [("account", "acct_1"), ("network", "203.0.113.0/24"),
-                                            ("network", "2001:db8:42::/48"), ("asn", "0"), ("asn", "4294967295")])
+                                            ("network", "2001:db8:42::/48"), ("asn", "0"), ("asn", "4294967295"),
+                                            ("payment", "pay_7f3a"), ("payment", "x" * 128)])
 def test_valid_keys(scope, key):
     assert validate_key(scope, key) == key
 
@@ -68,6 +70,9 @@ def test_valid_keys(scope, key):
     ("asn", "AS64500", "decimal"),
     ("asn", "064500", "decimal"),
     ("asn", "4294967296", "decimal"),
+    ("payment", "", "payment '': expected 1 to 128"),
+    ("payment", "p" * 129, "1 to 128"),
+    ("payment", "pay\tx", "printable"),
     ("user", "x", "scope"),
 ])
 def test_invalid_keys(scope, key, message):
@@ -101,6 +106,7 @@ def test_build_override(monkeypatch):
     (["decision", "block", "account", "a1", "--reason", "x", "--limit-rps", "2"], "--limit-rps"),
     (["decision", "block", "account", "a1"], "--reason"),
     (["decision", "block", "user", "a1", "--reason", "x"], "invalid choice"),
+    (["decision", "allow", "payment", "p" * 129, "--reason", "x"], "payment"),
     (["decision", "ban", "account", "a1", "--reason", "x"], "invalid choice"),
 ])
 def test_bad_input_is_a_clear_error_and_exit_2(argv, message, capsys, monkeypatch):
@@ -153,9 +159,10 @@ async def _worker_writes(url: str, d: Decision, reassert: bool = False) -> None:
         await sink.close()
 
 
-def _gateway_says(r: redis.Redis, scope: str, key: str) -> str:
-    values = r.mget([f"rh:d:{scope}:{key}", "rh:heartbeat"])
-    return verdict([(scope, key)], values, time.time(), TokenBuckets()).result
+def _gateway_says(r: redis.Redis, scope: str, key: str, *more: tuple[str, str]) -> str:
+    keys = [(scope, key), *more]
+    values = r.mget([*(f"rh:d:{s}:{k}" for s, k in keys), "rh:heartbeat"])
+    return verdict(keys, values, time.time(), TokenBuckets()).result
 
 
 def _published(consume_all, broker, topic: str, n: int) -> list[tuple[bytes, dict]]:
@@ -236,3 +243,47 @@ def test_unreachable_redis_is_an_error_exit_1(decision_env):
     p = _run(["block", "account", "a1", "--reason", "x"], env)
     assert p.returncode == 1
     assert "failed" in p.stderr and "redis" in p.stderr and "Traceback" not in p.stderr
+
+
+@pytest.mark.integration
+def test_allow_lifts_a_card_block_and_holds_against_the_worker_and_a_restart(decision_env, redis_url, broker,
+                                                                              consume_all):
+    r = redis.Redis.from_url(redis_url)
+    card = _detector_decision("payment", "pay_fp", "block", ttl_s=3600.0)
+    asyncio.run(_worker_writes(redis_url, card))
+    # an account opened on the card a minute ago, never seen by the detector, is blocked through it
+    assert _gateway_says(r, "account", "acct_new", ("payment", "pay_fp")) == "block"
+
+    p = _run(["allow", "payment", "pay_fp", "--ttl", "2h", "--reason", "false_positive", "--note", "org card"],
+             decision_env)
+    assert p.returncode == 0, p.stderr
+    doc = orjson.loads(r.get("rh:d:payment:pay_fp"))
+    assert (doc["action"], doc["manual"], doc["strength"], doc["by"]) == ("allow", True, MANUAL_STRENGTH, "oncall")
+    assert _gateway_says(r, "account", "acct_new", ("payment", "pay_fp")) == "allow"
+
+    # the worker re-asserts its block, and the detector decides on the card again (a later, longer block): the
+    # pin holds against both
+    asyncio.run(_worker_writes(redis_url, card, reassert=True))
+    asyncio.run(_worker_writes(redis_url, _detector_decision("payment", "pay_fp", "block", ttl_s=86400.0)))
+    assert orjson.loads(r.get("rh:d:payment:pay_fp"))["action"] == "allow"
+
+    [(key, published)] = _published(consume_all, broker, decision_env["RATEHOUND_TOPIC_DECISIONS"], 1)
+    assert key == b"payment:pay_fp" and published["scope"] == "payment"
+
+    # Redis restarts empty: a worker that read the lift back from the topic pins it again
+    async def worker_after_restart() -> None:
+        sink = RedisDecisionSink(redis_url)
+        try:
+            lift = manual_decision(orjson.dumps(published))
+            assert lift is not None
+            sink.hold(lift)
+            await sink.write([card])  # the detector's block, as it still holds it: gives way to the person's
+            r.flushdb()
+            assert await sink.reassert() == 0
+            assert await sink.heartbeat("v1")
+        finally:
+            await sink.close()
+
+    asyncio.run(worker_after_restart())
+    assert orjson.loads(r.get("rh:d:payment:pay_fp"))["action"] == "allow"
+    assert _gateway_says(r, "account", "acct_new", ("payment", "pay_fp")) == "allow"

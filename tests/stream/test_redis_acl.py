@@ -219,6 +219,33 @@ def test_gateway_reads_decisions_with_the_real_gateway_code(acl_redis, admin):
     gw.close()
 
 
+def test_card_decisions_are_written_by_the_detector_and_read_by_the_gateway(acl_redis, admin):
+    # rh:d:payment:* is within both users' patterns: the detector writes and re-asserts it, the gateway reads it
+    async def run() -> tuple[str, str]:
+        sink = RedisDecisionSink(acl_redis.url_for("ratehound-detector"), prefix="rh")
+        gw = Gateway(acl_redis.url_for("ratehound-gateway"), prefix="rh", timeout_s=1.0)
+        try:
+            assert await sink.write([_decision("payment", "pay_7f3a", "block")])
+            assert await sink.reassert() == 1 and await sink.heartbeat("v1")
+            card = await gw.check("acct_never_seen", "203.0.113.7", "64500", "pay_7f3a")
+            assert await sink.write([_decision("payment", "pay_7f3a", "allow")])
+            lifted = await gw.check("acct_never_seen", "203.0.113.7", "64500", "pay_7f3a")
+            return card.headers.get("X-Ratehound-Scope", ""), lifted.result
+        finally:
+            await sink.close()
+            await gw.close()
+
+    assert asyncio.run(run()) == ("payment", "allow")
+    assert _acl_log(admin) == []
+
+    admin.set("rh:d:payment:pay_7f3a", b'{"action": "block"}')
+    gw = _client(acl_redis, "ratehound-gateway")
+    _refused(lambda: gw.set("rh:d:payment:pay_7f3a", b'{"action": "allow"}'))
+    _refused(lambda: gw.delete("rh:d:payment:pay_7f3a"))
+    assert admin.get("rh:d:payment:pay_7f3a") == b'{"action": "block"}'
+    gw.close()
+
+
 def test_gateway_cannot_write(acl_redis, admin):
     admin.set("rh:d:account:a1", b'{"action": "block"}')
     sha = admin.script_load("return redis.call('DEL', KEYS[1])")

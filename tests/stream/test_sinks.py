@@ -128,3 +128,42 @@ def test_people_decisions_are_held_reasserted_and_not_counted_as_the_detectors(r
             await sink.close()
 
     asyncio.run(run())
+
+
+def test_every_scope_is_a_value_of_the_scope_label():
+    # the contract's scopes, each with its own active-enforcements series from the start
+    assert metrics.SCOPES == ("account", "network", "asn", "payment")
+    for scope in metrics.SCOPES:
+        assert metrics.REGISTRY.get_sample_value("ratehound_active_enforcements", {"scope": scope}) is not None
+
+
+@pytest.mark.integration
+def test_a_payment_decision_is_written_like_every_scope(redis_url):
+    r = redis.Redis.from_url(redis_url)
+
+    async def run() -> None:
+        sink = RedisDecisionSink(redis_url)
+        try:
+            now = time.time()
+            card = _decision("pay_7f3a", "block", ttl_s=600.0, scope="payment", ts=now)
+            assert await sink.write([card, _decision("pay_7f3a", "throttle", scope="payment", ts=now)])
+            doc = orjson.loads(r.get("rh:d:payment:pay_7f3a"))
+            assert (doc["action"], doc["strength"], doc["reason"]) == ("block", STRENGTH["block"], "campaign")
+            # its absolute expiry, as every scope's: a weaker decision neither replaced nor extended it
+            assert r.pexpiretime("rh:d:payment:pay_7f3a") == int(card.expires_at * 1000)
+            assert r.get("rh:d:account:pay_7f3a") is None  # the card's id reaches no other scope's key
+            sink.count_active()
+            assert _sample("ratehound_active_enforcements", scope="payment") == 1
+
+            r.flushdb()  # Redis restarted empty: the card's block comes back with the others
+            assert await sink.reassert() == 1
+            assert orjson.loads(r.get("rh:d:payment:pay_7f3a"))["action"] == "block"
+
+            assert await sink.write([_decision("pay_7f3a", "allow", scope="payment", ts=now + 1)])
+            assert r.get("rh:d:payment:pay_7f3a") is None
+            sink.count_active()
+            assert _sample("ratehound_active_enforcements", scope="payment") == 0
+        finally:
+            await sink.close()
+
+    asyncio.run(run())
