@@ -232,8 +232,10 @@ def main(argv: list[str] | None = None) -> None:
         {"seeds": a.seeds, "dev_hour": str(dev) if has_dev else None, "arrival": a.arrival, "rows": table},
         indent=1))
     print(markdown(table))
+    (out / f"summary{suffix}.md").write_text(markdown(table, per_run=False) + "\n")
     print(f"{len(results)} runs in {time.perf_counter() - t:.0f} s; reports in {out}/results{suffix}.json, "
-          f"the matrix in {out}/matrix{suffix}.json", file=sys.stderr)
+          f"the matrix in {out}/matrix{suffix}.json, a line per row over the seeds in {out}/summary{suffix}.md",
+          file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -112,14 +112,15 @@ def _line(*cells: object) -> str:
     return "| " + " | ".join(map(str, cells)) + " |"
 
 
-def markdown(rows: list[dict[str, Any]]) -> str:
-    """The matrix as a Markdown table: a line per run, then a line over the seeds where a row has several."""
+def markdown(rows: list[dict[str, Any]], per_run: bool = True) -> str:
+    """The matrix as a Markdown table: a line per run (unless not ``per_run``), then a line over the seeds
+    where a row has several."""
     lines = [_line("row", "kind", "seed", "attack leakage (static)", "per attack group: leakage, first enforcement",
                    "honest accounts hit", "benign groups hit", "honest requests blocked",
                    "static: honest hit / blocked"),
              _line(*["---"] * 9)]
     for row in rows:
-        for c in row["runs"]:
+        for c in row["runs"] if per_run or len(row["runs"]) == 1 else ():
             groups = "; ".join(f"{g} {_pct(v['leakage'])}, {_secs(v['first_enforcement_s'])}"
                                for g, v in sorted(c["attack_groups"].items()))
             leak = f"{_pct(c['attack_leakage'])} ({_pct(c['static_attack_leakage'])})" if c["attack_groups"] else "-"

@@ -72,6 +72,8 @@ def test_the_command_names_its_seeds_says_the_dev_hour_is_left_out_and_writes_th
     saved = json.loads((tmp_path / "eval" / "matrix.json").read_text())
     assert saved["seeds"] == [3, 4] and saved["dev_hour"] is None
     assert [r["seed"] for r in json.loads((tmp_path / "eval" / "results.json").read_text())] == [3, 4]
+    summary = (tmp_path / "eval" / "summary.md").read_text()  # the README's kind of table: a line per row
+    assert "| **burst** | attack | all |" in summary and "| burst | attack | 3 |" not in summary
 
 
 def test_rows_load_from_a_module_and_a_bad_spec_or_scenario_is_one_clear_error(capsys):
