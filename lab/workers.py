@@ -41,6 +41,28 @@ def create_app_topics(broker_url: str, app_id: str, partitions: int, topics: Map
     ensure_topics(Settings(kafka_broker=broker_url, app_id=app_id, partitions=partitions, **topic_settings(topics)))
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process, its reaped children and its live descendants (0 once gone)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, list[str]]] = {}  # pid -> (parent, fields after the command name)
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rpartition(")")[2].split()
+            except OSError:
+                continue
+            stats[int(entry)] = (int(fields[1]), fields)
+    mine, todo = set(), [pid]
+    while todo:
+        p = todo.pop()
+        if p in stats and p not in mine:
+            mine.add(p)
+            todo.extend(c for c, (parent, _) in stats.items() if parent == p)
+    # fields[11:15]: utime, stime, cutime, cstime (proc(5) fields 14-17, after pid and comm)
+    return sum(int(x) for p in mine for x in stats[p][1][11:15]) / tick
+
+
 class WorkerProcess:
     """One ``ratehound worker`` subprocess, its environment, log, metrics and health."""
 
@@ -154,6 +176,11 @@ class WorkerProcess:
         except OSError:
             pass
         return 0.0
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the worker and its children (live or reaped), from ``/proc``: the
+        measure of its work on a machine whose cores it shares with the broker."""
+        return process_cpu_seconds(self.pid)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int | None:
         """Signal the worker and wait for it (killed after ``timeout``); returns its exit code."""
