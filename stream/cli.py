@@ -188,12 +188,23 @@ def cmd_compare(a: argparse.Namespace) -> None:
         if path:
             _config(path)  # a clear error before any replay
     try:
-        report = compare(a.events, a.config, a.against, a.labels)
+        if a.decisions:
+            from backtest.compare import compare_decisions
+
+            report = compare_decisions(a.decisions[0], a.decisions[1], labels=a.labels, events=a.events)
+        else:
+            report = compare(a.events, a.config, a.against, a.labels)
     except InputError as exc:
         raise CommandError(str(exc)) from None
     except READ_ERRORS as exc:
         raise CommandError(file_problem(a.events, exc)) from None
     print(json.dumps(report, indent=1))
+
+
+def _check_compare(a: argparse.Namespace) -> str | None:
+    if a.decisions is not None:
+        return "--against and --config: not with --decisions" if a.against or a.config else None
+    return None if a.events and a.against else "give EVENTS --against CONFIG, or --decisions A B"
 
 
 def cmd_score(a: argparse.Namespace) -> None:
@@ -309,11 +320,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="2: the account stage in a second process, the same decisions on two cores "
                         "(default: 2 where there are two cores)")
 
-    c = command("compare", cmd_compare, "what changes between two threshold files on one traffic file "
-                "(no broker, no Redis)")
-    c.add_argument("events", help="JSON Lines of request events (.jsonl or .jsonl.gz)")
+    c = command("compare", cmd_compare, "what changes between two threshold files on one traffic file, or between "
+                "two decisions files (no broker, no Redis)")
+    c.add_argument("events", nargs="?", help="JSON Lines of request events (.jsonl or .jsonl.gz)")
     c.add_argument("--config", help="config A (default: the shipped defaults)")
-    c.add_argument("--against", required=True, help="config B, the candidate")
+    c.add_argument("--against", help="config B, the candidate")
+    c.add_argument("--decisions", nargs=2, metavar=("A", "B"),
+                   help="compare two decisions files (a shadow run's, replay's) instead of replaying EVENTS")
+    c.set_defaults(check=_check_compare)
     c.add_argument("--labels", help="labels (the scorer's format): count attack and honest accounts, score both")
 
     from backtest.score import add_arguments as add_score_arguments

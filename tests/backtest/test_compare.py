@@ -54,3 +54,32 @@ def test_the_command_scores_both_configs_given_labels_and_a_bad_labels_file_is_o
     bad = subprocess.run([*argv, "--labels", str(labels)], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert bad.returncode == 1 and bad.stdout == "" and bad.stderr.count("\n") == 1
     assert "l.json: not a labels file" in bad.stderr
+
+
+def test_two_decisions_files_compare_as_two_configs_do(tmp_path):
+    # A shadow run's decisions (lab/shadow.py) against replay's: the report of `compare`, from files.
+    from backtest.compare import compare_decisions
+    from backtest.replay import replay_to_file
+    from detectors.config import DetectorConfig, load_config
+
+    sim = traffic.generate("hydra", seed=3, duration_s=900.0, scale=0.05, attack_scale=0.1)
+    events, labels = tmp_path / "e.jsonl.gz", tmp_path / "l.json.gz"
+    write_events(sim.events(), str(events))
+    write_labels(sim.labels(), str(labels))
+    b = tmp_path / "b.yaml"
+    b.write_text("version: b\npolicy:\n  rules:\n    campaign: {shadow: true}\n")
+    da, db = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    with open(da, "wb") as fa, open(db, "wb") as fb:
+        replay_to_file(str(events), DetectorConfig(), fa)
+        replay_to_file(str(events), load_config(str(b)), fb)
+    assert compare_decisions(str(da), str(db), str(labels), str(events)) == compare(str(events), None, str(b),
+                                                                                     str(labels))
+    argv = [sys.executable, "-m", "stream.cli", "compare", "--decisions", str(da), str(da)]
+    out = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["enforced_keys"]["newly_enforced"] == 0
+    both = subprocess.run([*argv, "--against", str(b)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert both.returncode == 2 and "not with --decisions" in both.stderr
+    da.write_text("{}\n")
+    bad = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "a.jsonl:1: not a decision" in bad.stderr
