@@ -1,9 +1,11 @@
-"""Simulated traffic onto the requests topic, paced to event time (the gateway's side of the contract)."""
+"""Traffic onto a requests topic (the gateway's side of the contract): simulated, paced to event time,
+or a recorded file loaded as it stands, for shadow workers to read (``lab.shadow``)."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import orjson
 from kafka import KafkaProducer
@@ -63,3 +65,27 @@ def produce_live(events: Iterable[dict], settings: Settings, speed: float = 1.0,
         producer.flush()
         producer.close()
     return sent
+
+
+def load_file(path: str, bootstrap: str, topic: str, per_message: int = 1000,
+              client_config: Mapping[str, Any] | None = None) -> int:
+    """Write a recorded events file (JSON Lines, plain or gzip) to a topic in its order: JSON arrays of
+    ``per_message`` events spread round-robin over the partitions, as a fleet of gateways spreads them.
+    Returns the number of events written. Lines are passed on unparsed (a recorded file is the
+    gateways' output): a line that is not JSON makes its whole array a dead letter."""
+    from backtest.replay import line_chunks, open_events
+
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, batch_size=1 << 20, acks=1,
+                             max_request_size=8 << 20, **(client_config or {}))
+    parts = sorted(producer.partitions_for(topic) or [0])
+    n = sent = 0
+    try:
+        with open_events(path) as f:
+            for lines in line_chunks(f, per_message):
+                producer.send(topic, value=b"[" + b",".join(lines) + b"]", partition=parts[sent % len(parts)])
+                sent += 1
+                n += len(lines)
+    finally:
+        producer.flush()
+        producer.close()
+    return n

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from itertools import pairwise
 
 from lab.memory import events, measure
 from lab.workers import process_cpu_seconds
@@ -20,7 +21,7 @@ def test_every_account_is_tracked_and_every_structure_counted():
 def test_events_are_in_time_order_two_per_account():
     evs = [e for chunk in events(500) for e in chunk]
     assert len(evs) == 1000 and len({e.account_id for e in evs}) == 500
-    assert all(a.ts < b.ts for a, b in zip(evs, evs[1:]))
+    assert all(a.ts < b.ts for a, b in pairwise(evs))
 
 
 def test_cpu_seconds_of_this_process():
