@@ -2,8 +2,8 @@
 
 Feeds one in-process ``Detector`` (all stages, the default thresholds) two requests from each of
 ``n`` distinct accounts over an hour of event time, with a spread like a provider's: most
-accounts alone on their network, some networks shared, a fifth on IPv6, each prompt sent by about
-five accounts,
+accounts alone on their network, some networks shared, a fifth on IPv6, three in five accounts
+with a prompt of their own and the others with one of ``n / 1000`` templates,
 most accounts with their own card and a few cards shared, a few dozen clients. Then it reports
 
 - ``rss_bytes_per_account``: the process's resident memory grown over the run (``/proc/self/statm``,
@@ -46,7 +46,7 @@ def events(n: int, t0: float = 1.7e9, span_s: float = 3600.0) -> Iterator[list[E
     """Two requests from each of ``n`` accounts, ``span_s / 2`` apart, in time order, in chunks."""
     total = 2 * n
     step = span_s / total
-    prompts = max(1000, n // 5)  # a prompt (a template) is sent by about five accounts
+    templates = max(100, n // 1000)  # prompts many accounts send (SimHash: random 64 bits)
     chunk: list[Event] = []
     for j in range(total):
         a = j % n
@@ -56,11 +56,12 @@ def events(n: int, t0: float = 1.7e9, span_s: float = 3600.0) -> Iterator[list[E
             ip = f"2001:db8:{net & 0xFFFF:x}:{a & 0xFFFF:x}::{(h >> 8) & 0xFF:x}"
         else:
             ip = f"{11 + (net >> 16) % 200}.{(net >> 8) & 255}.{net & 255}.{1 + (h >> 4) % 250}"
+        prompt = a if h % 5 < 3 else n + h % templates  # three in five write their own, two use a template
         card = None if h % 10 == 0 else f"card_{(a if h % 50 else h % 5000):x}"  # 2 % share 5,000 cards
         chunk.append(Event(
             event_id=f"e{j:x}", ts=t0 + j * step, account_id=f"acct_{a:012x}", ip=ip, asn=64512 + net % 3000,
             user_agent=CLIENTS[h % len(CLIENTS)], input_tokens=200 + h % 2000, output_tokens=100 + (h >> 3) % 900,
-            account_created_ts=t0 - 86400.0 * (1 + h % 900), prompt_fp=f"{_mix(h) % prompts:016x}",
+            account_created_ts=t0 - 86400.0 * (1 + h % 900), prompt_fp=f"{_mix(prompt) << 32 | _mix(prompt ^ 0x5BD1E995):016x}",
             payment_fp=card, model="m-large", status=200))
         if len(chunk) >= CHUNK:
             yield chunk
