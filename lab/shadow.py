@@ -51,7 +51,7 @@ def run_shadow(events: str, broker_url: str, bootstrap: str, redis_url: str, out
                partitions: int = 4, config: str | None = None, name: str | None = None,
                topic: str | None = None, log_dir: Path | None = None, timeout: float = 1800.0) -> dict:
     """Run shadow workers over ``events`` (or the recorded ``topic``); their decisions to ``out``.
-    Returns the timings, the events judged and the workers' CPU seconds."""
+    Returns the timings, the events judged and the workers' CPU seconds from when they answer."""
     app_id = f"ratehound-shadow-{name or f'{os.getpid()}-{int(time.time())}'}"
     topics = app_topics(app_id)
     if topic is not None:
@@ -70,9 +70,10 @@ def run_shadow(events: str, broker_url: str, bootstrap: str, redis_url: str, out
                 w.start()
             for w in ws:
                 w.wait_ready()
+            cpu0 = sum(w.cpu_seconds() for w in ws)  # start-up (imports) is not the run's
             _, rate = drain(ws, n, timeout=timeout)
             judged = time.monotonic() - t1
-            cpu = sum(w.cpu_seconds() for w in ws)
+            cpu = sum(w.cpu_seconds() for w in ws) - cpu0
         finally:
             for w in ws:
                 w.stop()
@@ -98,15 +99,22 @@ def _topic_size(bootstrap: str, topic: str) -> int:
     return n
 
 
-def replay_decisions(events: str, config: str | None, out: Path) -> float:
-    """``ratehound replay`` of the same file under the same thresholds, to ``out``; its seconds."""
+def replay_decisions(events: str, config: str | None, out: Path) -> tuple[float, float]:
+    """``ratehound replay`` of the same file under the same thresholds, to ``out``; its seconds and CPU
+    seconds (this process and its second one)."""
+    import resource
+
     from backtest.replay import replay_to_file
     from detectors.config import load_config
 
-    t = time.monotonic()
+    def cpu() -> float:
+        return sum(r.ru_utime + r.ru_stime for r in (resource.getrusage(resource.RUSAGE_SELF),
+                                                     resource.getrusage(resource.RUSAGE_CHILDREN)))
+
+    t, c = time.monotonic(), cpu()
     with open(out, "wb") as f:
         replay_to_file(events, load_config(config), f, processes=2 if (os.cpu_count() or 1) >= 2 else 1)
-    return time.monotonic() - t
+    return time.monotonic() - t, cpu() - c
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -133,7 +141,8 @@ def main(argv: list[str] | None = None) -> None:
         from backtest.compare import compare_decisions
 
         replayed = Path(a.out).with_suffix(".replay.jsonl")
-        row["replay_s"] = round(replay_decisions(a.events, a.config, replayed), 1)
+        seconds, cpu = replay_decisions(a.events, a.config, replayed)
+        row.update(replay_s=round(seconds, 1), replay_cpu_s=round(cpu, 1))
         print(json.dumps(row), file=sys.stderr)
         print(json.dumps(compare_decisions(str(replayed), a.out, a.labels, a.events if a.labels else None),
                          indent=1))
