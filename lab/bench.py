@@ -6,6 +6,12 @@ real ``ratehound worker`` processes and reads their ``/metrics``. Prints a table
 and, as the last line, one JSON object with the figures. Benchmarks, not tests:
 nothing here passes or fails on speed.
 
+The machine has two cores and the broker shares them, so scale-out is measured in the
+workers' CPU time (user + system, from ``/proc``): events per worker-CPU-second with one
+worker and with two in one group on the same events, and their ratio
+(``scaleout_cpu_efficiency``). Detector memory is ``lab.memory``'s, every per-key
+structure at a million accounts.
+
     python -m lab.bench [--events 400000] [--quick]
 """
 
