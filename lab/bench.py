@@ -108,16 +108,20 @@ def services(partitions: int, app_id: str):
 
 
 def wait_reading(workers: list[WorkerProcess], partitions: int, timeout: float = 90.0) -> float:
-    """Seconds until the workers between them read every partition of each input topic: up is not
-    consuming yet (a group's first join waits out the rebalance timeout on the embedded broker)."""
+    """Seconds until the workers between them read every partition of each input topic, each worker
+    some (where there are enough): up is not consuming yet (a group's first join waits out the
+    rebalance timeout on the embedded broker), and one worker holding all is a rebalance to come."""
     t0 = time.monotonic()
     want = set(range(partitions))
     while time.monotonic() - t0 < timeout:
         held: dict[str, set[int]] = {"requests": set(), "by_account": set(), "by_group": set()}
+        each = True
         for w in workers:
-            for topic, ps in w.reading().items():
+            reading = w.reading()
+            each = each and (partitions < len(workers) or all(reading.get(t) for t in held))
+            for topic, ps in reading.items():
                 held.setdefault(topic, set()).update(ps)
-        if all(ps == want for ps in held.values()):
+        if each and all(ps == want for ps in held.values()):
             return time.monotonic() - t0
         time.sleep(0.2)
     raise RuntimeError(f"workers not reading every partition after {timeout}s")
