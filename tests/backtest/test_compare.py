@@ -14,11 +14,17 @@ from traffic.files import write_events, write_labels
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_shadowing_a_rule_removes_its_enforcements_and_lets_attack_through(tmp_path):
+def _hydra(tmp_path: Path) -> tuple[Path, Path]:
+    """A labelled quarter hour of the hydra scenario: the events file and the labels file."""
     sim = traffic.generate("hydra", seed=3, duration_s=900.0, scale=0.05, attack_scale=0.1)
     events, labels = tmp_path / "e.jsonl.gz", tmp_path / "l.json.gz"
     write_events(sim.events(), str(events))
     write_labels(sim.labels(), str(labels))
+    return events, labels
+
+
+def test_shadowing_a_rule_removes_its_enforcements_and_lets_attack_through(tmp_path):
+    events, labels = _hydra(tmp_path)
     b = tmp_path / "b.yaml"
     b.write_text("version: b\npolicy:\n  rules:\n    campaign: {shadow: true}\n"
                  "    proxy_harvester: {shadow: true}\n    payment_campaign: {shadow: true}\n")
@@ -62,10 +68,7 @@ def test_two_decisions_files_compare_as_two_configs_do(tmp_path):
     from backtest.replay import replay_to_file
     from detectors.config import DetectorConfig, load_config
 
-    sim = traffic.generate("hydra", seed=3, duration_s=900.0, scale=0.05, attack_scale=0.1)
-    events, labels = tmp_path / "e.jsonl.gz", tmp_path / "l.json.gz"
-    write_events(sim.events(), str(events))
-    write_labels(sim.labels(), str(labels))
+    events, labels = _hydra(tmp_path)
     b = tmp_path / "b.yaml"
     b.write_text("version: b\npolicy:\n  rules:\n    campaign: {shadow: true}\n")
     da, db = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
