@@ -12,6 +12,7 @@ those commands only: the worker, gateway and decision paths load nothing from it
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import sys
@@ -155,6 +156,7 @@ def cmd_replay(a: argparse.Namespace) -> None:
     from backtest.replay import ReplayStats, replay_to_file
 
     cfg = _config(a.config)
+    gc.set_threshold(50_000, 50, 100)  # as a worker (stream/launch.py): millions of small long-lived states
     stats = ReplayStats()
     t = time.perf_counter()
     try:
