@@ -351,14 +351,14 @@ class Worker:
         def put(p: int, k: bytes, v: bytes | None) -> None:
             if self._dying:
                 return
-            self._table_put(table, p, k, v)
+            sent = self._table_put(table, p, k, v)
             if self._kill_mid_write and v is not None and not write_complete(v):
                 self._dying = True
-                asyncio.ensure_future(self._die())
+                asyncio.ensure_future(self._die(sent))
         return put
 
-    async def _die(self) -> None:
-        await self.app.producer.flush()  # the chunk is on the broker; the rest of its write never will be
+    async def _die(self, sent: Any) -> None:
+        await sent  # the chunk is on the broker; the rest of its write never will be
         log.warning("RATEHOUND_TEST_KILL_MID_SNAPSHOT: killed between two chunks of a snapshot write")
         os.kill(os.getpid(), signal.SIGKILL)
 
@@ -428,9 +428,10 @@ class Worker:
         await self.dead_letters.write(dead_letters(rejects, topic, partition, offset))
 
     @staticmethod
-    def _table_put(table: Any, partition: int, k: bytes, value: bytes | None) -> None:
+    def _table_put(table: Any, partition: int, k: bytes, value: bytes | None) -> Any:
+        """Returns the changelog message's future (done once the broker has it)."""
         if value is None:
             table.data.pop(k, None)
         else:
             table.data[k] = value
-        table.send_changelog(partition, k, value)
+        return table.send_changelog(partition, k, value)
