@@ -196,7 +196,7 @@ def test_a_worker_killed_mid_campaign_decides_its_next_accounts_as_an_uninterrup
     def snapshotted() -> bool:  # both logs hold the first half (their detector time reached its end)
         metas = [(_logs(consume_all, broker.bootstrap, killed.app_id, t, timeout=3).get(0) or ({}, []))[1]
                  for t in ("account_state", "group_state")]
-        return all(meta and meta[i] >= last for meta, i in zip(metas, (1, 0)))  # each kind's detector time
+        return all(meta and meta[i] >= last for meta, i in zip(metas, (1, 0), strict=True))  # each kind's detector time
 
     assert wait_until(snapshotted, timeout=120, every=2.0)
     killed.stop(sig=signal.SIGKILL)
