@@ -14,6 +14,12 @@ changelog message), as a log per partition:
   everything older, so the (compacted) changelog, and the table's copy of it in
   memory, stays about the size of the state.
 
+A write of several messages counts all or nothing (``read_log``): each names the
+write and its number of messages, and only the last carries the meta with the
+input offsets, so input whose effects a torn write held is read again. Account
+stages and group stages (``account_state``, ``group_state``) keep the same kind
+of log.
+
 Each by-account message says which input messages (source partition and
 offset) its events came from; the stage remembers the last source offset it
 applied per source partition, and a snapshot records those offsets with the

@@ -178,8 +178,10 @@ def test_a_worker_killed_mid_campaign_decides_its_next_accounts_as_an_uninterrup
     One partition each, so both read the events in the same order."""
     accounts = 40
     events = [msgspec.to_builtins(e) for e in glacial(accounts, t0=time.time() - glacial_s(accounts) - 60.0)]
-    cut = len(events) // 2
-    env = {"RATEHOUND_COMMIT_INTERVAL_S": "15"}
+    cut = len(events) // 40 * 20  # halfway, between two messages of 20
+    # One request message (20 events) a batch: a group decision carries the latest time its worker read,
+    # so the two must cut their input into the same batches for their decisions to be compared.
+    env = {"RATEHOUND_COMMIT_INTERVAL_S": "15", "RATEHOUND_BATCH": "1"}
     whole = start_worker(redis_url, partitions=1, extra_env=env)
     killed = start_worker(redis_url, partitions=1, extra_env=env)
     p = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=0)
