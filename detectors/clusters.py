@@ -262,6 +262,7 @@ class ClusterTracker:
         self.track_dirty = False
         self.dirty: set[str] = set()
         self.removed: list[str] = []
+        self.seen_writes = 0  # how often the table of keys seen once was written: unchanged, it is not compared
 
     @property
     def seen(self) -> array:
@@ -283,6 +284,7 @@ class ClusterTracker:
             prev = self._seen[slot]
             if prev >> 32 != kh or prev & 0xFFFFFFFF == ah:
                 self._seen[slot] = kh << 32 | ah
+                self.seen_writes += 1
                 return None
             if len(self.clusters) >= self.cfg.max_clusters:
                 self._evict()

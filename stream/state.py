@@ -355,11 +355,12 @@ class GroupLog(SnapshotLog):
     """A group partition's log, with what its last write held of the state that has no dirty marks: the
     seen-once table, the accounts decided on, the policy's ledger."""
 
-    __slots__ = ("seen", "decided", "ledger")
+    __slots__ = ("seen", "seen_writes", "decided", "ledger")
 
     def __init__(self) -> None:
         super().__init__()
         self.seen = b""
+        self.seen_writes = -1  # the tracker's count of writes to the table when the log last looked
         self.decided: dict[str, float] = {}
         self.ledger: dict[tuple[str, str], tuple[int, float, float]] = {}
 
@@ -388,8 +389,9 @@ class GroupPartitions(_Partitions):
     it the keys hashed to its partition (``detectors.routing``).
 
     Its log holds the clusters (``c``), networks and ASNs (``n``), the table of keys seen once (blocks in
-    use ``S`` in a base, slots changed ``s`` in a delta), the accounts decided on (``d``) and the policy's ledger (``l``), each entry named
-    ``kind NUL key``: all bounded as the stage is, since the log holds only what the stage holds."""
+    use ``S`` in a base, slots changed ``s`` in a delta), the accounts decided on (``d``) and the policy's
+    ledger (``l``), each entry named ``kind NUL key``: all bounded as the stage is, since the log holds only
+    what the stage holds."""
 
     kind = "group"
     stages: dict[int, GroupStage]
@@ -437,8 +439,11 @@ class GroupPartitions(_Partitions):
         """What changed of the state without dirty marks since the log's last write (everything that is
         there, after a base cleared what the log last held)."""
         table = st.clusters.seen
-        seen = table.tobytes()
-        if not lg.seen:  # a base: the blocks in use
+        seen = table.tobytes() if not lg.seen or st.clusters.seen_writes != lg.seen_writes else lg.seen
+        lg.seen_writes = st.clusters.seen_writes
+        if seen is lg.seen:
+            pass  # not written since the log last looked: nothing to compare
+        elif not lg.seen:  # a base: the blocks in use
             zero = bytes(SEEN_BLOCK)
             for i in range(0, len(seen), SEEN_BLOCK):
                 if seen[i:i + SEEN_BLOCK] != zero:
@@ -488,3 +493,4 @@ class GroupPartitions(_Partitions):
         st.restore_head(head)
         self.watermark.advance(st.now)
         lg.seen, lg.decided, lg.ledger = seen.tobytes(), dict(st.decided), dict(ledger)
+        lg.seen_writes = st.clusters.seen_writes
