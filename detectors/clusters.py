@@ -203,6 +203,32 @@ class ClusterState:
             counts[low.bit_length() - 1] += sign
             f ^= low
 
+    def pack(self) -> list:
+        """The cluster as plain values, for a snapshot; its counts follow from its members.
+
+        >>> c = ClusterState(1.0)
+        >>> for a in "ab":
+        ...     c.members[a] = Member(1.0, net=3, card=5, client=0, cohort=0, prompt=0, flags=HARVEST)
+        ...     c._add(c.members[a])
+        >>> d = ClusterState.unpack(c.pack())
+        >>> (list(d.members), d.cards.shared, d.count(HARVEST), d.version == c.version)
+        (['a', 'b'], 2, 2, True)
+        """
+        ms = [[a, m.last_ts, m.net, m.card, m.client, m.cohort, m.prompt, m.flags, m.hits]
+              for a, m in self.members.items()]
+        return [ms, self.gap_s, self.first_ts, self.last_ts, self.version]
+
+    @classmethod
+    def unpack(cls, raw: list) -> ClusterState:
+        ms, gap_s, first_ts, last_ts, version = raw
+        c = cls(first_ts)
+        for a, last, net, card, client, cohort, prompt, flags, hits in ms:
+            m = c.members[a] = Member(last, net, card, client, cohort, prompt, flags)
+            m.hits = hits
+            c._add(m)
+        c.gap_s, c.last_ts, c.version = gap_s, last_ts, version  # the rules' memo, keyed by version, starts empty
+        return c
+
     def evidence(self) -> dict[str, float | int]:
         n = len(self.members) or 1
         return {"cluster_accounts": len(self.members), "cluster_networks": len(self.nets),
@@ -232,6 +258,16 @@ class ClusterTracker:
         self.evicted = 0
         self._seen = array("Q", bytes(8 * cfg.seen_once_slots))  # key hash << 32 | account hash
         self._mask = cfg.seen_once_slots - 1
+        # For a snapshot log: keys whose cluster changed, and keys whose cluster is gone, since it last looked.
+        self.track_dirty = False
+        self.dirty: set[str] = set()
+        self.removed: list[str] = []
+        self.seen_writes = 0  # how often the table of keys seen once was written: unchanged, it is not compared
+
+    @property
+    def seen(self) -> array:
+        """The table of keys seen from one account only (a snapshot copies it)."""
+        return self._seen
 
     def __len__(self) -> int:
         return len(self.clusters)
@@ -248,10 +284,13 @@ class ClusterTracker:
             prev = self._seen[slot]
             if prev >> 32 != kh or prev & 0xFFFFFFFF == ah:
                 self._seen[slot] = kh << 32 | ah
+                self.seen_writes += 1
                 return None
             if len(self.clusters) >= self.cfg.max_clusters:
                 self._evict()
             c = self.clusters[key] = ClusterState(ts)
+        if self.track_dirty:
+            self.dirty.add(key)
         members = c.members
         m = members.pop(account, None)
         if m is not None:
@@ -297,10 +336,15 @@ class ClusterTracker:
         stale = [k for k, c in self.clusters.items() if c.last_ts < horizon]
         for k in stale:
             del self.clusters[k]
+        if self.track_dirty:
+            self.removed.extend(stale)
         return len(stale)
 
     def _evict(self) -> None:
         n = max(1, len(self.clusters) // 10)
-        for k in list(self.clusters)[:n]:
+        gone = list(self.clusters)[:n]
+        for k in gone:
             del self.clusters[k]
+        if self.track_dirty:
+            self.removed.extend(gone)
         self.evicted += n

@@ -76,6 +76,18 @@ class GroupStage:
         self._decided: dict[str, float] = {}
         self._configure(cfg)
 
+    @property
+    def decided(self) -> dict[str, float]:
+        """Accounts decided on here, and until when their requests are not judged again (for a snapshot)."""
+        return self._decided
+
+    def export_head(self) -> list:
+        """The stage's own few numbers, for a snapshot (its trackers and policy ledger are written apart)."""
+        return [self.now, self._next_expiry, self.clusters.evicted, self.networks.evicted]
+
+    def restore_head(self, head: list) -> None:
+        self.now, self._next_expiry, self.clusters.evicted, self.networks.evicted = head
+
     def _configure(self, cfg: DetectorConfig) -> None:
         self.cfg = cfg
         self.network_rules: list[Rule[Any]] = [r(cfg.section(r.section)) for r in RULES if r.stage == "network"]

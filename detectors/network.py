@@ -88,6 +88,26 @@ class NetworkState:
         self.young: dict[str, float] = {}
         self.flagged_until = 0.0
 
+    def pack(self) -> list:
+        """The network as plain values, for a snapshot.
+
+        >>> s = NetworkState(3.0)
+        >>> s.awakened, s.accounts = {"a": (3.0, 6, 1)}, {"a": 3.0}
+        >>> t = NetworkState.unpack(s.pack())
+        >>> t.awakened, t.accounts, t.last_ts
+        ({'a': (3.0, 6, 1)}, {'a': 3.0}, 3.0)
+        """
+        return [self.last_ts, self.c_min, self.c_flagged, self.c_hour, self.young_hour, self.out_tok, self.in_tok,
+                [[a, *w] for a, w in self.awakened.items()], self.accounts, self.young, self.flagged_until]
+
+    @classmethod
+    def unpack(cls, raw: list) -> NetworkState:
+        s = cls(raw[0])
+        (s.c_min, s.c_flagged, s.c_hour, s.young_hour, s.out_tok, s.in_tok, awakened, s.accounts, s.young,
+         s.flagged_until) = raw[1:]
+        s.awakened = {a: (t, bits, client) for a, t, bits, client in awakened}
+        return s
+
     def awakened_count(self, now: float, window_s: float) -> int:
         horizon = now - window_s
         stale = [a for a, w in self.awakened.items() if w[0] < horizon]
@@ -158,6 +178,10 @@ class NetworkTracker:
         self.networks: dict[str, NetworkState] = {}
         self.max_accounts_per_network = max_accounts_per_network
         self.evicted = 0
+        # For a snapshot log: networks changed, and networks gone, since it last looked.
+        self.track_dirty = False
+        self.dirty: set[str] = set()
+        self.removed: list[str] = []
 
     def __len__(self) -> int:
         return len(self.networks)
@@ -169,6 +193,8 @@ class NetworkTracker:
             if len(self.networks) >= self.cfg.max_networks:
                 self._evict()
             s = self.networks[net] = NetworkState(ts)
+        if self.track_dirty:
+            self.dirty.add(net)
         # NetworkState.update, inlined: this runs twice per request (network and ASN).
         dt = ts - s.last_ts
         if dt > 0.0:
@@ -218,7 +244,11 @@ class NetworkTracker:
         stale = [k for k, s in self.networks.items() if s.last_ts < horizon and s.flagged_until < now]
         for k in stale:
             del self.networks[k]
-        for s in self.networks.values():
+        if self.track_dirty:
+            self.removed.extend(stale)
+        for k, s in self.networks.items():
+            if self.track_dirty and (len(s.accounts) > 16 or len(s.young) > 16):
+                self.dirty.add(k)  # its lists are trimmed
             if len(s.accounts) > 16:
                 cutoff = now - self.cfg.window_s
                 s.accounts = {a: t for a, t in s.accounts.items() if t >= cutoff}
@@ -229,6 +259,9 @@ class NetworkTracker:
 
     def _evict(self) -> None:
         n = max(1, len(self.networks) // 10)
-        for k in list(self.networks)[:n]:
+        gone = list(self.networks)[:n]
+        for k in gone:
             del self.networks[k]
+        if self.track_dirty:
+            self.removed.extend(gone)
         self.evicted += n

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 import time
 from collections import defaultdict
 from typing import Any
@@ -51,7 +53,7 @@ from stream.reload import ConfigWatcher, load_versioned
 from stream.settings import Settings
 from stream.sinks.redis import RedisDecisionSink
 from stream.sinks.topics import DeadLetterSink, DecisionTopicSink
-from stream.state import AccountPartitions, GroupPartitions
+from stream.state import AccountPartitions, GroupPartitions, write_complete
 
 log = logging.getLogger(__name__)
 
@@ -78,11 +80,12 @@ class Worker:
         decisions_topic = app.topic(t.decisions, value_serializer="raw", key_serializer="raw", partitions=n,
                                     internal=True)
         self.account_table = app.Table("account_state", partitions=n, key_type=bytes, value_type=bytes)
+        self.group_table = app.Table("group_state", partitions=n, key_type=bytes, value_type=bytes)
         self.decoder = EventDecoder(max_future_s=cfg.event_time.max_future_s,
                                     ip_cache_size=cfg.network.ip_cache_size)
         wm = Watermark()  # the latest event time any stage of this worker has read: every decision's ts
         self.accounts = AccountPartitions(cfg, table=self.account_table, watermark=wm)
-        self.groups = GroupPartitions(cfg, watermark=wm)
+        self.groups = GroupPartitions(cfg, table=self.group_table, watermark=wm)
         self.reader = self.app.reader = RequestReader(settings)
         self.redis = RedisDecisionSink(settings.redis_url, prefix=settings.redis_prefix)
         self.decision_log = DecisionTopicSink(decisions_topic)
@@ -96,6 +99,11 @@ class Worker:
         self._next_snapshot = 0.0
         self._in_batch = False  # the accounts agent is inside a batch: no snapshot now, it would be torn
         self._unacked: dict[int, list[Any]] = defaultdict(list)  # by-account input not yet in a snapshot
+        self._unacked_groups: dict[int, list[Any]] = defaultdict(list)  # by-group input, likewise
+        # Tests only: the worker kills itself once the first chunk of a write of several is out (what
+        # a crash between two chunks leaves).
+        self._kill_mid_write = os.environ.get("RATEHOUND_TEST_KILL_MID_SNAPSHOT") == "1"
+        self._dying = False
         metrics.CONFIG.labels(cfg.version).set(1)
         self._wire()
 
@@ -181,12 +189,15 @@ class Worker:
         @app.on_partitions_revoked.connect  # type: ignore[arg-type]
         async def on_revoked(app_: Any, revoked: set, **kwargs: Any) -> None:
             gone = {tp.partition for tp in revoked if tp.topic == s.topics.by_account}
+            gone_groups = {tp.partition for tp in revoked if tp.topic == s.topics.by_group}
             if not self._in_batch:
-                self._snapshot(gone)  # hand the partition over with everything applied so far
+                self._snapshot(gone, gone_groups)  # hand the partitions over with everything applied so far
             for p in gone:  # mid-batch, a snapshot could be torn: the next owner re-reads what is unacked
                 self._unacked.pop(p, None)
+            for p in gone_groups:
+                self._unacked_groups.pop(p, None)
             self.accounts.drop(gone)
-            self.groups.drop({tp.partition for tp in revoked if tp.topic == s.topics.by_group})
+            self.groups.drop(gone_groups)
 
         @app.on_before_shutdown.connect  # type: ignore[arg-type]
         async def on_shutdown(app_: Any, **kwargs: Any) -> None:
@@ -320,26 +331,60 @@ class Worker:
             self._snapshot()
         metrics.HEARTBEAT.set(time.time())
 
-    def _snapshot(self, partitions: set[int] | None = None) -> None:
-        """Between batches only, so a snapshot holds exactly the input up to its recorded offset."""
-        table = self.account_table
-        n = self.accounts.snapshot(lambda p, k, v: self._table_put(table, p, k, v), partitions)
+    def _snapshot(self, partitions: set[int] | None = None, group_partitions: set[int] | None = None) -> None:
+        """Between batches only, so a snapshot holds exactly the input up to its recorded offset. Account
+        stages first, then group stages (they hold what the account stages handed on); then their input
+        is acknowledged. ``partitions``, ``group_partitions``: only these (both None: all)."""
+        if self._dying:
+            return
+        only = partitions is not None or group_partitions is not None
+        n = self.accounts.snapshot(self._put(self.account_table), partitions if only else None)
+        g = self.groups.snapshot(self._put(self.group_table), (group_partitions or set()) if only else None)
+        if self._dying:
+            return  # never acknowledge what a torn write holds
         self._next_snapshot = time.monotonic() + self.settings.snapshot_every_s
         consumer = self.app.consumer
-        for p in list(self._unacked) if partitions is None else partitions:
-            for msg in self._unacked.pop(p, ()):
-                try:
-                    msg.ack(consumer)
-                except Exception:  # noqa: BLE001 - a partition revoked under us: the next owner re-reads it
-                    log.debug("ack after revocation failed", exc_info=True)
-        if n:
-            log.debug("snapshot: %d accounts", n)
+        for unacked, ps in ((self._unacked, partitions), (self._unacked_groups, group_partitions)):
+            for p in list(unacked) if not only else (ps or ()):
+                for msg in unacked.pop(p, ()):
+                    try:
+                        msg.ack(consumer)
+                    except Exception:  # noqa: BLE001 - a partition revoked under us: the next owner re-reads it
+                        log.debug("ack after revocation failed", exc_info=True)
+        if n or g:
+            log.debug("snapshot: %d accounts, %d group entries", n, g)
+
+    def _put(self, table: Any) -> Any:
+        def put(p: int, k: bytes, v: bytes | None) -> None:
+            if self._dying:
+                return
+            sent = self._table_put(table, p, k, v)
+            if self._kill_mid_write and v is not None and not write_complete(v):
+                self._dying = True
+                asyncio.ensure_future(self._die(sent))
+        return put
+
+    async def _die(self, sent: Any) -> None:
+        await sent  # the chunk is on the broker; the rest of its write never will be
+        log.warning("RATEHOUND_TEST_KILL_MID_SNAPSHOT: killed between two chunks of a snapshot write")
+        os.kill(os.getpid(), signal.SIGKILL)
 
     async def _groups(self, events: list[Any]) -> None:
         work: list[tuple[int, GroupItem]] = []
+        reread = 0
+        groups = self.groups
         for ev in events:
-            p = ev.message.partition
-            work.extend((p, item) for item in decode_observations(ev.message.value))
+            msg = ev.message
+            p = msg.partition
+            groups.stage(p)  # a partition taken over restores its snapshot before its first observation
+            if groups.apply_source(p, p, msg.offset):
+                work.extend((p, item) for item in decode_observations(msg.value))
+            else:
+                reread += 1  # read again after a crash: its effects came back with the snapshot
+            msg.incref()  # committed only once a snapshot holds its effects, as by-account input
+            self._unacked_groups[p].append(msg)
+        if reread:
+            metrics.REREAD.inc(reread)
         await self._visit_groups(work)
 
     async def _visit_groups(self, work: list[tuple[int, GroupItem]]) -> None:
@@ -390,9 +435,10 @@ class Worker:
         await self.dead_letters.write(dead_letters(rejects, topic, partition, offset))
 
     @staticmethod
-    def _table_put(table: Any, partition: int, k: bytes, value: bytes | None) -> None:
+    def _table_put(table: Any, partition: int, k: bytes, value: bytes | None) -> Any:
+        """Returns the changelog message's future (done once the broker has it)."""
         if value is None:
             table.data.pop(k, None)
         else:
             table.data[k] = value
-        table.send_changelog(partition, k, value)
+        return table.send_changelog(partition, k, value)
