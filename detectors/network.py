@@ -92,20 +92,22 @@ class NetworkState:
         """The network as plain values, for a snapshot.
 
         >>> s = NetworkState(3.0)
-        >>> s.awakened, s.accounts = {"a": (3.0, 6, 1)}, {"a": 3.0}
+        >>> s.awakened, s.accounts = {"a": (3.0, 6, 1), "b": (3.0, 1 << 255, 2)}, {"a": 3.0}
         >>> t = NetworkState.unpack(s.pack())
-        >>> t.awakened, t.accounts, t.last_ts
-        ({'a': (3.0, 6, 1)}, {'a': 3.0}, 3.0)
+        >>> t.awakened == s.awakened, t.accounts, t.last_ts
+        (True, {'a': 3.0}, 3.0)
         """
         return [self.last_ts, self.c_min, self.c_flagged, self.c_hour, self.young_hour, self.out_tok, self.in_tok,
-                [[a, *w] for a, w in self.awakened.items()], self.accounts, self.young, self.flagged_until]
+                # the address set as bytes: a 256-bit int fits no snapshot encoding's integers
+                [[a, t, bits.to_bytes(32, "little"), client] for a, (t, bits, client) in self.awakened.items()],
+                self.accounts, self.young, self.flagged_until]
 
     @classmethod
     def unpack(cls, raw: list) -> NetworkState:
         s = cls(raw[0])
         (s.c_min, s.c_flagged, s.c_hour, s.young_hour, s.out_tok, s.in_tok, awakened, s.accounts, s.young,
          s.flagged_until) = raw[1:]
-        s.awakened = {a: (t, bits, client) for a, t, bits, client in awakened}
+        s.awakened = {a: (t, int.from_bytes(bits, "little"), client) for a, t, bits, client in awakened}
         return s
 
     def awakened_count(self, now: float, window_s: float) -> int:

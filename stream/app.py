@@ -338,8 +338,14 @@ class Worker:
         if self._dying:
             return
         only = partitions is not None or group_partitions is not None
-        n = self.accounts.snapshot(self._put(self.account_table), partitions if only else None)
-        g = self.groups.snapshot(self._put(self.group_table), (group_partitions or set()) if only else None)
+        try:
+            n = self.accounts.snapshot(self._put(self.account_table), partitions if only else None)
+            g = self.groups.snapshot(self._put(self.group_table), (group_partitions or set()) if only else None)
+        except Exception:  # noqa: BLE001 - the worker keeps its state and goes on; nothing is acknowledged
+            metrics.SNAPSHOT_ERRORS.inc()
+            log.exception("state snapshot failed; its input stays unacknowledged")
+            self._next_snapshot = time.monotonic() + self.settings.snapshot_every_s
+            return
         if self._dying:
             return  # never acknowledge what a torn write holds
         self._next_snapshot = time.monotonic() + self.settings.snapshot_every_s

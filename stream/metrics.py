@@ -52,6 +52,8 @@ GROUP_OBSERVATIONS = Counter("ratehound_group_observations_total",
 GROUP_ERRORS = Counter("ratehound_group_stage_errors_total",
                        "Observations a group stage failed on (their events were counted as processed)",
                        registry=REGISTRY)
+SNAPSHOT_ERRORS = Counter("ratehound_snapshot_errors_total", "State snapshots that failed (their input stays "
+                          "unacknowledged, to be read again after a restart)", registry=REGISTRY)
 CONFIG_RELOADS = Counter("ratehound_config_reloads_total", "Thresholds file reloads by result", ["result"],
                          registry=REGISTRY)
 

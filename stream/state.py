@@ -233,16 +233,24 @@ class _Partitions:
             if partitions is not None and p not in partitions:
                 continue
             lg = self.logs[p]
-            if lg.deltas >= self.compact_every or lg.delta_bytes > 2 * lg.base_bytes + (1 << 20):
-                n += self._write_base(p, st, lg, send)
-                continue
-            entries = self._delta(st, lg)
-            if not entries and lg.next_seq > lg.base_seq and not lg.changed:
-                continue
-            lg.delta_bytes += self._write(p, st, lg, entries, send)
-            lg.deltas += 1
-            n += sum(1 for v in entries.values() if v is not None)
+            try:
+                n += self._snapshot_one(p, st, lg, send)
+            except Exception:
+                # What the failed delta took from the stage's dirty sets is in no write: the next
+                # snapshot of this partition writes it whole. The caller acknowledges nothing.
+                lg.deltas = self.compact_every
+                raise
         return n
+
+    def _snapshot_one(self, p: int, st: Any, lg: SnapshotLog, send: Send) -> int:
+        if lg.deltas >= self.compact_every or lg.delta_bytes > 2 * lg.base_bytes + (1 << 20):
+            return self._write_base(p, st, lg, send)
+        entries = self._delta(st, lg)
+        if not entries and lg.next_seq > lg.base_seq and not lg.changed:
+            return 0
+        lg.delta_bytes += self._write(p, st, lg, entries, send)
+        lg.deltas += 1
+        return sum(1 for v in entries.values() if v is not None)
 
     def _write_base(self, p: int, st: Any, lg: SnapshotLog, send: Send) -> int:
         old_from, old_to = lg.base_seq, lg.next_seq

@@ -24,7 +24,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 # Distinct accounts, and distinct IPv6 networks. CI floods 300,000 of each (under a minute);
 # RATEHOUND_FLOOD_KEYS=1000000 runs the million.
 KEYS = int(os.environ.get("RATEHOUND_FLOOD_KEYS", "300000"))
-CAP = 5_000  # per partition, for accounts and for networks
+CAP = 5_000  # per partition, for accounts, networks and clusters
+SEEN_SLOTS = 8_192  # per partition: the table of keys seen from one account (fills, then overwrites)
 PARTITIONS = 2
 RATE = 6_000  # events/s offered: about what one worker takes on this 2-core machine
 RSS_GROWTH_MB = 25  # allowed between the first and the last quarter of the flood
@@ -62,7 +63,7 @@ def test_key_flood_keeps_memory_series_and_redis_bounded(start_worker, redis_url
     cfg = tmp_path / "flood.yaml"
     # Every per-key structure has a cap in the thresholds file; small ones here, so the flood meets them.
     cfg.write_text(f"version: flood\naccount:\n  max_accounts: {CAP}\nnetwork:\n  max_networks: {CAP}\n"
-                   f"  ip_cache_size: {CAP}\nevent_time:\n  dedupe_ids: {CAP}\n")
+                   f"  ip_cache_size: {CAP}\ncluster:\n  max_clusters: {CAP}\n  seen_once_slots: {SEEN_SLOTS}\nevent_time:\n  dedupe_ids: {CAP}\n")
     with EmbeddedBroker() as broker:  # its own: tansu never frees what the flood puts in it
         w = start_worker(redis_url, broker_url=broker.url, config=str(cfg), partitions=PARTITIONS)
         try:
@@ -87,7 +88,8 @@ def test_key_flood_keeps_memory_series_and_redis_bounded(start_worker, redis_url
                 samples.append({"done": m['ratehound_events_total{outcome="processed"}'] - base,
                                 "rss": _rss_mb(w.proc.pid), "series": _series(text),
                                 "accounts": m['ratehound_tracked_keys{kind="account"}'],
-                                "networks": m['ratehound_tracked_keys{kind="network"}']})
+                                "networks": m['ratehound_tracked_keys{kind="network"}'],
+                                "clusters": m['ratehound_tracked_keys{kind="cluster"}']})
 
             start = time.monotonic()
             sent = 0
@@ -122,6 +124,7 @@ def test_key_flood_keeps_memory_series_and_redis_bounded(start_worker, redis_url
             sample()
             assert max(s["accounts"] for s in samples) <= CAP * PARTITIONS
             assert max(s["networks"] for s in samples) <= CAP * PARTITIONS
+            assert max(s["clusters"] for s in samples) <= CAP * PARTITIONS
             assert ev_a + tracked_a == accounts, (ev_a, tracked_a, accounts)
             assert ev_n + tracked_n == networks, (ev_n, tracked_n, networks)
 
@@ -138,7 +141,8 @@ def test_key_flood_keeps_memory_series_and_redis_bounded(start_worker, redis_url
             print(f"\nkey flood: {KEYS} accounts + {KEYS} IPv6 networks in {flood_s:.0f} s; RSS max first quarter "
                   f"{rss1:.0f} MB, last quarter {rss4:.0f} MB; series {series1} -> {series4}; evicted accounts "
                   f"{ev_a:.0f}, networks {ev_n:.0f}")
-            print("(events done, RSS MB):", [(int(s["done"]), round(s["rss"])) for s in samples[::5]])
+            print("(events done, RSS MB, clusters):",
+                  [(int(s["done"]), round(s["rss"]), int(s["clusters"])) for s in samples[::5]])
             assert series4 <= series1
 
             # Redis holds a key per decision in force, nothing per flooded key

@@ -216,3 +216,18 @@ def test_group_state_snapshots_hold_only_what_the_stage_holds():
     restored = OnePartition(cfg, run.tables).groups.stage(0)
     assert (len(restored.clusters), len(restored.networks), restored.decided) == (0, 0, {})
     assert len(run.tables[1].data) <= 2 + sum(1 for b in range(0, 8 * cfg.cluster.seen_once_slots, state.SEEN_BLOCK))
+
+
+def test_an_awakened_account_on_any_address_survives_a_group_snapshot():
+    # The addresses an awakened account used on its network are a 256-bit set: the last octet 255
+    # once crashed every snapshot (msgpack integers stop at 64 bits), and with it the worker.
+    cfg = DetectorConfig()
+    run = OnePartition(cfg, (TableData(), TableData()))
+    st = run.groups.stage(0)
+    tracker = st.networks
+    ns = tracker.observe("203.0.113.0/24", "stolen", 1000.0, False, True, 900, 100)
+    tracker.mark_awakened(ns, "stolen", 1000.0, address=255, client=7)
+    tracker.mark_awakened(ns, "stolen", 1001.0, address=3, client=7)
+    run.snapshot()
+    restored = OnePartition(cfg, run.tables).groups.stage(0).networks.networks["203.0.113.0/24"]
+    assert restored.awakened == {"stolen": (1001.0, 1 << 255 | 1 << 3, 7)}
