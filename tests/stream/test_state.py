@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import msgspec
 import pytest
 
 from detectors.config import DetectorConfig
@@ -231,3 +232,29 @@ def test_an_awakened_account_on_any_address_survives_a_group_snapshot():
     run.snapshot()
     restored = OnePartition(cfg, run.tables).groups.stage(0).networks.networks["203.0.113.0/24"]
     assert restored.awakened == {"stolen": (1001.0, 1 << 255 | 1 << 3, 7)}
+
+
+def test_a_failed_group_snapshot_is_made_good_by_the_next_one(monkeypatch):
+    # A delta takes the trackers' dirty marks before it encodes them: when it fails, the next snapshot
+    # must write the partition whole, or what the failed one held is in no snapshot at all.
+    cfg = DetectorConfig()
+    run = OnePartition(cfg, (TableData(), TableData()))
+    run.run(glacial(accounts=20))
+    run.snapshot()
+    later = glacial(accounts=20, seed=8, t0=T0 + glacial_s(20))  # more of it, after the snapshot
+    run.run([msgspec.structs.replace(e, event_id="later-" + e.event_id) for e in later])
+    st = run.groups.stage(0)
+    assert st.clusters.dirty or st.networks.dirty
+    real = state.GroupPartitions._delta
+
+    def broken(self, stage, lg):
+        real(self, stage, lg)  # takes the dirty marks, as an encoding failure halfway would
+        raise OverflowError("can't serialize")
+    monkeypatch.setattr(state.GroupPartitions, "_delta", broken)
+    with pytest.raises(OverflowError):
+        run.groups.snapshot(run.tables[1].put)
+    monkeypatch.setattr(state.GroupPartitions, "_delta", real)
+    run.groups.snapshot(run.tables[1].put)
+    restored = OnePartition(cfg, run.tables).groups.stage(0)
+    assert set(restored.clusters.clusters) == set(st.clusters.clusters)
+    assert set(restored.networks.networks) == set(st.networks.networks)
