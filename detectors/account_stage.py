@@ -158,12 +158,16 @@ class AccountStage:
         The baseline is its rate before this episode of activity began (its requests before, over the
         time it was watched before): measured with the episode, a long-run rate would grow with the very
         burst it is to reveal. It stays awakened (and its baseline frozen) for a while, so the network
-        has time to count its peers."""
+        has time to count its peers. Only an episode on a network new to the account counts:
+        a stolen key is driven from the thief's servers, while a customer's scheduled jobs wake up
+        again and again on the same CI or cloud network (their average rate says nothing of that)."""
         ncfg = self.cfg.network
         if age < self.cfg.account.old_age_s or r10 < ncfg.awakened_min_rps:
             return 0.0
         if ts < s.flagged_until:
             return r10
+        if not s.ep_new_net:
+            return 0.0
         start = self.start_ts if self.start_ts is not None else ts
         created = s.created
         watched = s.ep_start - max(start, created if created == created else start)

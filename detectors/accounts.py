@@ -42,7 +42,7 @@ class AccountState:
     (True, 2.0)
     """
 
-    __slots__ = ("v", "n", "last_net", "switches", "nets", "ep_n")
+    __slots__ = ("v", "n", "last_net", "switches", "nets", "nets_hi", "ep_n", "ep_new_net")
 
     if TYPE_CHECKING:  # the named views of ``v``, added below
         last_ts: float
@@ -67,9 +67,13 @@ class AccountState:
         self.last_net = 0
         self.switches = 0
         self.nets = 0  # distinct networks seen, counted up to a few (a tiny bitmap of net hashes)
+        # The same networks by other bits of their hash: a network is known when both bitmaps have it
+        # (one bitmap alone mistakes a new network for a known one once in 64).
+        self.nets_hi = 0
         # The current episode (ep_start, ep_n): requests since the last silence of EPISODE_GAP_S.
         # mid_lag is the 60 s rate as it was at mid_lag_ts: the peak learns only rates a minute old.
         self.ep_n = 0
+        self.ep_new_net = True  # the episode began on, or moved to, a network the account had not used before
 
     # Written from outside (the stage flags and scores accounts), so declared here for the type checker.
     @property
@@ -100,9 +104,13 @@ class AccountState:
         """Count one request; ``learn`` False freezes the baseline while the account is enforced."""
         v = self.v
         dt = ts - v[_LAST]
+        known = (self.nets >> (net & 63)) & 1 and (self.nets_hi >> ((net >> 6) & 63)) & 1
         if dt > EPISODE_GAP_S or self.n == 0:
             v[_EPS] = ts
             self.ep_n = 0
+            self.ep_new_net = not known
+        elif not known:  # a key taken over seconds after its owner used it: the episode moved network
+            self.ep_new_net = True
         if ts >= v[_EPS]:  # a late request from before the current episode is not part of it
             self.ep_n += 1
         if dt > 0.0:
@@ -149,6 +157,7 @@ class AccountState:
         if self.n and net != self.last_net:
             self.switches += 1
         self.nets |= 1 << (net & 63)
+        self.nets_hi |= 1 << ((net >> 6) & 63)
         self.last_net = net
         self.n += 1
 

@@ -57,7 +57,7 @@ Send = Callable[[int, bytes, "bytes | None"], None]
 
 
 def pack_account(s: AccountState) -> bytes:
-    return _enc.encode([s.v.tobytes(), s.n, s.last_net, s.switches, s.nets, s.ep_n])
+    return _enc.encode([s.v.tobytes(), s.n, s.last_net, s.switches, s.nets, s.ep_n, s.ep_new_net, s.nets_hi])
 
 
 def unpack_account(raw: bytes) -> AccountState:
@@ -65,14 +65,16 @@ def unpack_account(raw: bytes) -> AccountState:
     >>> s = AccountState(first_ts=5.0, created=1.0)
     >>> s.update(6.0, net=3, out_tok=10, in_tok=5, learn=True)
     >>> t = unpack_account(pack_account(s))
-    >>> (t.v == s.v, t.n, t.nets, t.last_ts)
-    (True, 1, 8, 6.0)
+    >>> (t.v == s.v, t.n, t.nets, t.last_ts, t.ep_new_net)
+    (True, 1, 8, 6.0, True)
     """
-    floats, n, last_net, switches, nets, ep_n = _dec.decode(raw)
+    floats, n, last_net, switches, nets, ep_n, *rest = _dec.decode(raw)
     s = AccountState.__new__(AccountState)
     s.v = array("d")
     s.v.frombytes(floats)
     s.n, s.last_net, s.switches, s.nets, s.ep_n = n, last_net, switches, nets, ep_n
+    # A snapshot from before these two: every episode counts as on a new network, as the detector then did.
+    s.ep_new_net, s.nets_hi = rest if rest else (True, 0)
     return s
 
 

@@ -2,9 +2,11 @@
 
 No single account is remarkable; together they are: several awakened, busy accounts at once on one
 network, run through the same few addresses with one client, as one operator drives stolen keys from
-a handful of rented servers. The CI runners of many customers also wake together on one cloud network
-at the top of the hour, but each on its own leased runner with its own client: awakening together is
-not enough, acting alike is needed. The accounts are blocked; the network itself only when its traffic
+a handful of rented servers. An account counts as awakened only when its burst began on a network it
+had not used before (the thief's, not the owner's). The CI runners of many customers also wake together
+on one cloud network at the top of the hour: every hour on the network they used the hour before, and
+the first time each on its own leased runner with its own client: awakening together is not enough,
+acting alike is needed. The accounts are blocked; the network itself only when its traffic
 is theirs and no ordinary customer of it is active there (honest people share networks), which stops
 what arrives new on it.
 """
@@ -77,8 +79,8 @@ class NetworkFanout(_Fanout):
     scope = "account"
     order = 10
     default = RuleConfig(action="block", ttl_s=1800.0)
-    summary = ("an old account that woke up far above its own baseline, on a network where several others "
-               "woke up at once, through the same addresses or with one client (stolen keys)")
+    summary = ("an old account that woke up far above its own baseline on a network new to it, where several "
+               "others woke up at once, through the same addresses or with one client (stolen keys)")
 
     def find(self, v: NetworkView) -> Finding | None:
         together = self.coordinated(v)

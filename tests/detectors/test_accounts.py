@@ -323,3 +323,18 @@ def test_eviction_prefers_the_stalest_of_the_oldest_inserted():
 def test_expected_rate_constants():
     # The windows the module docstring promises.
     assert (H_SHORT, H_10, H_MID, H_LONG) == (2.0, 10.0, 60.0, 1800.0)
+
+
+def test_an_episode_is_on_a_new_network_when_it_begins_or_moves_there():
+    s = AccountState(first_ts=0.0, created=-1e6)
+    s.update(0.0, net=1000, out_tok=10, in_tok=10, learn=True)
+    assert s.ep_new_net  # a first request: nothing is known
+    s.update(100.0, net=1000, out_tok=10, in_tok=10, learn=True)
+    assert not s.ep_new_net  # back after a silence, where it was before: a CI job, its owner
+    s.update(110.0, net=2000, out_tok=10, in_tok=10, learn=True)
+    assert s.ep_new_net  # ten seconds later from elsewhere: its key taken over mid-episode
+    s.update(200.0, net=2000, out_tok=10, in_tok=10, learn=True)
+    assert not s.ep_new_net
+    # a network whose low hash bits collide with a known one's is still new (the second bitmap)
+    s.update(300.0, net=1000 + (1 << 6) * 7, out_tok=10, in_tok=10, learn=True)
+    assert (1000 + (1 << 6) * 7) & 63 == 1000 & 63 and s.ep_new_net
