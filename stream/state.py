@@ -257,8 +257,12 @@ class _Partitions:
     def _write_base(self, p: int, st: Any, lg: SnapshotLog, send: Send) -> int:
         old_from, old_to = lg.base_seq, lg.next_seq
         lg.base_seq = lg.next_seq
-        entries = self._base(st, lg)
-        lg.base_bytes = self._write(p, st, lg, entries, send)
+        try:
+            entries = self._base(st, lg)
+            lg.base_bytes = self._write(p, st, lg, entries, send)
+        except Exception:
+            lg.base_seq = old_from  # the base that replaces this one must still clear the old log
+            raise
         for seq in range(old_from, old_to):
             send(p, log_key(p, seq), None)
         lg.deltas = 0

@@ -258,3 +258,25 @@ def test_a_failed_group_snapshot_is_made_good_by_the_next_one(monkeypatch):
     restored = OnePartition(cfg, run.tables).groups.stage(0)
     assert set(restored.clusters.clusters) == set(st.clusters.clusters)
     assert set(restored.networks.networks) == set(st.networks.networks)
+
+
+def test_a_failed_base_write_leaves_the_next_base_to_clear_the_old_log(monkeypatch):
+    cfg = DetectorConfig()
+    run = OnePartition(cfg, (TableData(), TableData()), compact_every=3)
+    run.run(glacial(accounts=20), snapshot_every=40)  # a base and deltas in the log
+    table = run.tables[1]
+    lg = run.groups.logs[0]
+    lg.deltas = run.groups.compact_every  # the next write is a base
+    real = state._Partitions._write
+
+    def broken(self, *args, **kwargs):
+        raise OverflowError("can't serialize")
+    monkeypatch.setattr(state._Partitions, "_write", broken)
+    with pytest.raises(OverflowError):
+        run.groups.snapshot(table.put)
+    monkeypatch.setattr(state._Partitions, "_write", real)
+    run.groups.snapshot(table.put)
+    seqs = sorted(pk[1] for k in table.data if (pk := state.parse_log_key(k)) and pk[0] == 0)
+    assert seqs and seqs[0] == lg.base_seq  # only the new base's chunks: the old log was cleared
+    restored = OnePartition(cfg, run.tables).groups.stage(0)
+    assert set(restored.clusters.clusters) == set(run.groups.stage(0).clusters.clusters)
