@@ -104,13 +104,12 @@ class AccountState:
         """Count one request; ``learn`` False freezes the baseline while the account is enforced."""
         v = self.v
         dt = ts - v[_LAST]
-        known = (self.nets >> (net & 63)) & 1 and (self.nets_hi >> ((net >> 6) & 63)) & 1
         if dt > EPISODE_GAP_S or self.n == 0:
             v[_EPS] = ts
             self.ep_n = 0
-            self.ep_new_net = not known
-        elif not known:  # a key taken over seconds after its owner used it: the episode moved network
-            self.ep_new_net = True
+            self.ep_new_net = not self._knows(net)
+        elif net != self.last_net and not self._knows(net):
+            self.ep_new_net = True  # a key taken over seconds after its owner used it: the episode moved
         if ts >= v[_EPS]:  # a late request from before the current episode is not part of it
             self.ep_n += 1
         if dt > 0.0:
@@ -160,6 +159,10 @@ class AccountState:
         self.nets_hi |= 1 << ((net >> 6) & 63)
         self.last_net = net
         self.n += 1
+
+    def _knows(self, net: int) -> bool:
+        """Whether the account used this network before (both bitmaps have it)."""
+        return bool((self.nets >> (net & 63)) & 1 and (self.nets_hi >> ((net >> 6) & 63)) & 1)
 
     def signals(self, ts: float) -> tuple[float, float, float, float, float]:
         """(age, harvest ratio, 2 s rate, 10 s rate, episode rate) at ``ts``: what the account rules

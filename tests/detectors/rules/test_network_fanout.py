@@ -121,7 +121,6 @@ def test_old_accounts_spread_over_many_networks_are_not_a_fanout():
     assert [d for d in decisions if d.reason == "network_fanout"] == []
 
 
-
 def test_ci_runners_waking_every_hour_on_the_network_they_use_are_not_a_fanout():
     # Hourly cron jobs of many customers of one CI service, watched since their run at the top of the
     # first hour: every later burst comes from a network the account has used before, however far above
